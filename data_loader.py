@@ -1,0 +1,320 @@
+"""Datasets and the LightningDataModule for the released "reproducible splits" layout (SPEC section 2).
+
+    from data_loader import TagRetrievalDataModule
+    dm = TagRetrievalDataModule(data_path='data/demo', input_type='spec', is_balanced=True)
+    dm.setup('fit'); batch = next(iter(dm.train_dataloader()))
+
+Training samples are (tag, positive song) pairs: random sampling draws a training song, then one of its tags;
+balanced sampling draws the tag uniformly over the vocabulary, then a training song that carries it. One epoch is
+`epoch_size` samples (10,000 in the original). Every draw comes from a generator seeded by (seed, epoch, index), so
+a run is the same with any number of workers and resumes exactly. Evaluation embeds each song from `num_chunk`
+evenly spaced chunks. Spectrogram crops are read from memory-mapped .npy files.
+"""
+import os
+import pickle
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from errors import UserError
+from preprocess_utils import spec_path
+
+N_MELS = 128
+
+
+def split_name(data_path, prefix, name):
+    return os.path.join(data_path, prefix + name)
+
+
+def _require(path, fix):
+    if not os.path.isfile(path):
+        raise UserError(f'{path} not found; {fix}')
+    return path
+
+
+def _load_npy(path, fix, mmap_mode=None):
+    _require(path, fix)
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except ValueError as e:
+        raise UserError(f'{path} is not a readable .npy array ({e}); rebuild it with the preprocessing steps')
+
+
+def _load_pickle(path, fix):
+    _require(path, fix)
+    try:
+        with open(path, 'rb') as f:
+            return pickle.load(f)
+    except Exception as e:
+        raise UserError(f'{path} is not a readable pickle ({type(e).__name__}: {e}); rebuild it with {fix}')
+
+
+def parse_ids(ids, path, n_songs):
+    """'IX//TRACK_ID' strings -> (row indices into binaries.npy, track ids)."""
+    rows, track_ids = [], []
+    for entry in ids.tolist():
+        ix, sep, track_id = str(entry).partition('//')
+        if not sep or not ix.isdigit() or not track_id:
+            raise UserError(f'{path}: entry {entry!r} is not of the form "IX//TRACK_ID"; rebuild the split with '
+                            'step1_data_split.py')
+        rows.append(int(ix))
+        track_ids.append(track_id)
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) and rows.max() >= n_songs:
+        raise UserError(f'{path}: row {rows.max()} is out of range for binaries.npy with {n_songs} rows; the split '
+                        'and binaries.npy come from different runs of step1_data_split.py')
+    return rows, track_ids
+
+
+def read_npy_shape(path):
+    """Shape of a .npy file from its header alone (no data read)."""
+    with open(path, 'rb') as f:
+        fmt = np.lib.format
+        read_header = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else fmt.read_array_header_2_0
+        shape, _, _ = read_header(f)
+    return shape
+
+
+class SplitData:
+    """Everything of one data folder the model needs: tags, labels, word vectors, ids, CF factors, categories.
+
+    Checks the files up front so that a bad input stops before training with one line naming it.
+    """
+
+    def __init__(self, data_path, is_subset=False, w2v_type='google', input_type='spec', splits=('train', 'valid')):
+        self.data_path = data_path
+        self.prefix = 'sub_' if is_subset else ''
+        self.input_type = input_type
+        fix = 'check --data_path and --is_subset, or build it with step1_data_split.py'
+        path = lambda name: split_name(data_path, self.prefix, name)  # noqa: E731
+
+        self.tags = np.asarray(_load_npy(path('tags.npy'), fix)).astype(str)
+        self.binaries = np.asarray(_load_npy(path('binaries.npy'), fix), dtype=np.float32)
+        if self.binaries.ndim != 2 or self.binaries.shape[1] != len(self.tags):
+            raise UserError(f"{path('binaries.npy')} has shape {self.binaries.shape}, expected (n_songs, "
+                            f"{len(self.tags)}) to match {path('tags.npy')}; rebuild both with step1_data_split.py")
+        self.tag_to_index = {t: i for i, t in enumerate(self.tags)}
+
+        self.ids = {}
+        for split in splits:
+            file = path(f'{split}_ids.npy')
+            self.ids[split] = parse_ids(_load_npy(file, fix), file, len(self.binaries))
+
+        # word vectors are shared by every subset of one release, so (as in the original) they take no prefix
+        w2v_file = os.path.join(data_path, f'{w2v_type}_emb.pkl')
+        vectors = _load_pickle(w2v_file, 'step2_word_embedding.py')
+        missing = [t for t in self.tags if t not in vectors]
+        if missing:
+            raise UserError(f'{w2v_file} has no vector for {len(missing)} tag(s): {", ".join(missing[:10])}; '
+                            'rerun step2_word_embedding.py for these tags.npy')
+        # rows in tags.npy order (the original took dict order, which silently misaligned tags and vectors)
+        self.tag_vectors = np.stack([np.asarray(vectors[t], dtype=np.float32).ravel() for t in self.tags])
+        self.word_dim = self.tag_vectors.shape[1]
+
+        self.cf = None
+        self.cf_dim = None
+        if input_type in ('cf', 'hybrid'):
+            cf_file = path('ix_to_cf.npy')
+            self.cf = np.asarray(_load_npy(cf_file, 'build it with step3_taste_profile.py'), dtype=np.float32)
+            if self.cf.ndim != 2 or len(self.cf) < len(self.binaries):
+                raise UserError(f'{cf_file} has shape {self.cf.shape}, expected ({len(self.binaries)}, dim): one '
+                                'row per row of binaries.npy; rebuild it with step3_taste_profile.py')
+            self.cf_dim = self.cf.shape[1]
+
+        self.categories = None
+        category_file = path('tag_categories.tsv')
+        if os.path.isfile(category_file):
+            with open(category_file) as f:
+                found = dict(line.rstrip('\n').split('\t')[:2] for line in f if '\t' in line)
+            self.categories = np.array([found.get(t, 'unknown') for t in self.tags])
+
+        if input_type in ('spec', 'hybrid'):
+            for split in splits:
+                self.check_spectrograms(self.ids[split][1])
+
+    def check_spectrograms(self, track_ids):
+        """Every song of the split has a (128, T) spectrogram: checked from the .npy headers alone."""
+        for track_id in track_ids:
+            file = spec_path(self.data_path, track_id)
+            if not os.path.isfile(file):
+                raise UserError(f'no spectrogram for track {track_id}: {file} is missing; run '
+                                'step0_mel_spectrogram.py on its audio or remove it from the split (step1)')
+            shape = read_npy_shape(file)
+            if len(shape) != 2 or shape[0] != N_MELS:
+                raise UserError(f'{file} has shape {shape}, expected ({N_MELS}, n_frames); recompute it with '
+                                'step0_mel_spectrogram.py')
+
+    def spec_file(self, track_id):
+        return spec_path(self.data_path, track_id)
+
+
+def pad_frames(spec, length):
+    """Zero-pad short spectrograms at the end, as the original did."""
+    if spec.shape[1] >= length:
+        return spec
+    padded = np.zeros((spec.shape[0], length), dtype=np.float32)
+    padded[:, :spec.shape[1]] = spec
+    return padded
+
+
+def read_crop(file, start, length):
+    """length frames from `start` of a memory-mapped spectrogram: only those bytes are read."""
+    spec = np.load(file, mmap_mode='r')
+    return pad_frames(np.array(spec[:, start:start + length], dtype=np.float32), length)
+
+
+def chunk_starts(n_frames, length, num_chunk):
+    """The original's evenly spaced evaluation chunks: hop = (T - length) // num_chunk."""
+    hop = max(n_frames - length, 0) // num_chunk
+    return [i * hop for i in range(num_chunk)]
+
+
+_EMPTY = np.zeros(0, dtype=np.float32)
+
+
+class TrainDataset(Dataset):
+    """epoch_size (tag, positive song) samples, drawn afresh for each epoch from (seed, epoch, index)."""
+
+    def __init__(self, data, is_balanced, input_length, epoch_size=10000, seed=0, epoch=0, anchor_tags=None):
+        self.data = data
+        self.is_balanced = is_balanced
+        self.input_length = input_length
+        self.epoch_size = epoch_size
+        self.seed = seed
+        self.epoch = epoch
+        rows, track_ids = data.ids['train']
+        self.rows, self.track_ids = rows, np.asarray(track_ids)
+        n_tags = len(data.tags)
+        self.anchor_tags = np.arange(n_tags) if anchor_tags is None else np.asarray(anchor_tags)
+        anchor_mask = np.zeros(n_tags, dtype=bool)
+        anchor_mask[self.anchor_tags] = True
+        labels = data.binaries[rows] > 0
+        # songs (positions in the train split) carrying each anchor tag, from binaries.npy rather than
+        # train_tag_to_ix.pkl: both come from step 1, and one source of truth cannot disagree with itself
+        self.songs_of_tag = {t: np.flatnonzero(labels[:, t]) for t in self.anchor_tags}
+        empty = [data.tags[t] for t, songs in self.songs_of_tag.items() if len(songs) == 0]
+        if empty:
+            raise UserError(f'no training song carries tag(s) {", ".join(empty[:10])}; rebuild the split with a '
+                            'higher THRESHOLD in step1_data_split.py')
+        self.anchor_labels = labels & anchor_mask
+        self.songs_with_tags = np.flatnonzero(self.anchor_labels.any(axis=1))
+
+    def __len__(self):
+        return self.epoch_size
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        if self.is_balanced:
+            tag = self.anchor_tags[index % len(self.anchor_tags)]
+            song = rng.choice(self.songs_of_tag[tag])
+        else:
+            song = rng.choice(self.songs_with_tags)
+            tag = rng.choice(np.flatnonzero(self.anchor_labels[song]))
+        row, track_id = self.rows[song], self.track_ids[song]
+        item = {'tag': np.int64(tag), 'tag_vector': self.data.tag_vectors[tag],
+                'labels': self.data.binaries[row], 'spec': _EMPTY, 'cf': _EMPTY}
+        if self.data.input_type in ('spec', 'hybrid'):
+            file = self.data.spec_file(track_id)
+            n_frames = read_npy_shape(file)[1]
+            start = int(rng.integers(0, max(n_frames - self.input_length, 0) + 1))
+            item['spec'] = read_crop(file, start, self.input_length)
+        if self.data.cf is not None:
+            item['cf'] = self.data.cf[row]
+        return item
+
+
+class EvalDataset(Dataset):
+    """Songs of the valid or test split: num_chunk chunks each, their labels and their position in the split."""
+
+    def __init__(self, data, split, input_length, num_chunk):
+        self.data = data
+        self.rows, self.track_ids = data.ids[split]
+        self.input_length = input_length
+        self.num_chunk = num_chunk
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        row, track_id = self.rows[index], self.track_ids[index]
+        item = {'index': np.int64(index), 'labels': self.data.binaries[row], 'spec': _EMPTY, 'cf': _EMPTY}
+        if self.data.input_type in ('spec', 'hybrid'):
+            spec = np.load(self.data.spec_file(track_id), mmap_mode='r')
+            item['spec'] = np.stack([pad_frames(np.array(spec[:, s:s + self.input_length], dtype=np.float32),
+                                                self.input_length)
+                                     for s in chunk_starts(spec.shape[1], self.input_length, self.num_chunk)])
+        if self.data.cf is not None:
+            item['cf'] = self.data.cf[row]
+        return item
+
+
+class TagRetrievalDataModule(pl.LightningDataModule):
+    """Owns the data and the anchor sampling; the LightningModule owns the negatives."""
+
+    def __init__(self, data_path='.', input_type='spec', w2v_type='google', is_subset=False, is_balanced=False,
+                 batch_size=128, num_workers=0, input_length=173, num_chunk=8, epoch_size=10000, seed=0,
+                 unseen_tags=()):
+        super().__init__()
+        self.data_path = data_path
+        self.input_type = input_type
+        self.w2v_type = w2v_type
+        self.is_subset = is_subset
+        self.is_balanced = is_balanced
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.input_length = input_length
+        self.num_chunk = num_chunk
+        self.epoch_size = epoch_size
+        self.seed = seed
+        self.unseen_tags = list(unseen_tags)
+        self.data = None
+
+    def load(self, splits):
+        if self.data is None or any(s not in self.data.ids for s in splits):
+            self.data = SplitData(self.data_path, self.is_subset, self.w2v_type, self.input_type, splits)
+            unknown = [t for t in self.unseen_tags if t not in self.data.tag_to_index]
+            if unknown:
+                raise UserError(f'zero-shot tag(s) {", ".join(unknown[:10])} are not in tags.npy of '
+                                f'{self.data_path}; list only tags of the vocabulary')
+        return self.data
+
+    def setup(self, stage=None):
+        self.load(('test',) if stage == 'test' else ('train', 'valid'))
+
+    @property
+    def tags(self):
+        return self.data.tags
+
+    @property
+    def tag_vectors(self):
+        return torch.from_numpy(self.data.tag_vectors)
+
+    @property
+    def seen_mask(self):
+        """True for tags used as training anchors; the zero-shot tags are False."""
+        mask = np.ones(len(self.data.tags), dtype=bool)
+        mask[[self.data.tag_to_index[t] for t in self.unseen_tags]] = False
+        return mask
+
+    def _loader(self, dataset, batch_size, shuffle):
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          pin_memory=torch.cuda.is_available(), persistent_workers=False)
+
+    def train_dataloader(self):
+        # rebuilt each epoch (Trainer reload_dataloaders_every_n_epochs=1) so the draws depend on the epoch
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        dataset = TrainDataset(self.data, self.is_balanced, self.input_length, self.epoch_size, self.seed, epoch,
+                               anchor_tags=np.flatnonzero(self.seen_mask))
+        return self._loader(dataset, self.batch_size, shuffle=False)
+
+    def _eval_loader(self, split):
+        dataset = EvalDataset(self.data, split, self.input_length, self.num_chunk)
+        return self._loader(dataset, max(1, self.batch_size // self.num_chunk), shuffle=False)
+
+    def val_dataloader(self):
+        return self._eval_loader('valid')
+
+    def test_dataloader(self):
+        return self._eval_loader('test')

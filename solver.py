@@ -1,0 +1,176 @@
+"""The LightningModule: model, triplet (or InfoNCE) loss, in-batch negative sampling, and retrieval metrics.
+
+    from solver import Solver
+    solver = Solver(input_type='spec', word_dim=300, is_weighted=True)
+    trainer.fit(solver, datamodule=dm)
+
+Negatives are drawn on the batch's device, vectorised: for anchor tag i, any song j of the batch that does not carry
+tag i, uniformly (random) or with probability proportional to (cos(tag_i, song_j) + 1) / 2 (the original's
+"weighted" sampling). A row without any valid negative is left out of the loss and counted in the logs.
+Validation and test share one path: embed the songs, gather them from every process, score every tag against
+every song by cosine, and compute per-tag P@10, ROC-AUC and AP (means logged as `p@10`, `roc_auc`, `map`).
+"""
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from metrics import cosine_scores, retrieval_metrics, summarise
+from model import build_model
+
+
+def negative_weights(tag_emb, song_emb, tag_index, song_labels, weighted):
+    """(B, B) sampling weights of song j as the negative of row i; zero where song j carries tag i."""
+    is_valid = song_labels[:, tag_index].T == 0
+    if not weighted:
+        return is_valid.float()
+    similarity = cosine_scores(tag_emb.detach().float(), song_emb.detach().float())
+    # a floor keeps a valid negative drawable even at cosine -1, where (cos + 1) / 2 is exactly 0
+    return is_valid * ((similarity + 1) / 2).clamp_min(1e-6)
+
+
+def sample_negatives(tag_emb, song_emb, tag_index, song_labels, weighted=False):
+    """One negative per row: (negative song index (B,), rows that have one (B,) bool)."""
+    weights = negative_weights(tag_emb, song_emb, tag_index, song_labels, weighted)
+    has_negative = weights.sum(dim=1) > 0
+    negative = torch.zeros(len(weights), dtype=torch.long, device=weights.device)
+    if has_negative.any():
+        negative[has_negative] = torch.multinomial(weights[has_negative], 1).squeeze(1)
+    return negative, has_negative
+
+
+def triplet_loss(anchor, positive, negative, margin):
+    """Per-row relu(margin - cos(anchor, positive) + cos(anchor, negative))."""
+    return F.relu(margin - F.cosine_similarity(anchor, positive, dim=-1)
+                  + F.cosine_similarity(anchor, negative, dim=-1))
+
+
+def infonce_loss(tag_emb, song_emb, tag_index, song_labels, logit_scale):
+    """Per-row InfoNCE of tag i against the batch's songs; song i is the positive, and every other song that
+    carries tag i is removed from the denominator (multi-label: it is no negative)."""
+    logits = cosine_scores(tag_emb, song_emb) * logit_scale.exp()
+    carries = song_labels[:, tag_index].T > 0
+    carries.fill_diagonal_(False)
+    logits = logits.masked_fill(carries, float('-inf'))
+    return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device), reduction='none')
+
+
+class Solver(pl.LightningModule):
+    def __init__(self, input_type='spec', word_dim=300, cf_dim=200, n_channels=128, margin=0.4, lr=1e-4,
+                 weight_decay=1e-4, is_weighted=False, loss='triplet', temperature=0.07, result_path=None,
+                 config=None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_model(input_type, word_dim=word_dim, cf_dim=cf_dim, n_channels=n_channels)
+        if loss == 'infonce':
+            self.logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / temperature)))
+        self.eval_outputs = []
+        self.last_eval = None
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch, batch_idx):
+        tag_emb, song_emb = self.model(batch['tag_vector'], batch['spec'], batch['cf'])
+        if self.hparams.loss == 'infonce':
+            with torch.no_grad():
+                self.logit_scale.clamp_(0, math.log(100))
+            losses = infonce_loss(tag_emb, song_emb, batch['tag'], batch['labels'], self.logit_scale)
+            self.log('train/temperature', 1 / self.logit_scale.exp(), on_step=True, on_epoch=False)
+            skipped = torch.zeros((), device=self.device)
+        else:
+            negative, has_negative = sample_negatives(tag_emb, song_emb, batch['tag'], batch['labels'],
+                                                      self.hparams.is_weighted)
+            losses = triplet_loss(tag_emb, song_emb, song_emb[negative], self.hparams.margin)[has_negative]
+            skipped = (~has_negative).sum().float()
+        loss = losses.mean() if len(losses) else (tag_emb.sum() + song_emb.sum()) * 0.0
+        self.log('train/loss', loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(tag_emb))
+        self.log('train/rows_without_negative', skipped, on_step=False, on_epoch=True, reduce_fx='sum')
+        return loss
+
+    # ------------------------------------------------------------------ validation and test: one path
+    def validation_step(self, batch, batch_idx):
+        self._embed_songs(batch)
+
+    def test_step(self, batch, batch_idx):
+        self._embed_songs(batch)
+
+    def on_validation_epoch_end(self):
+        self._evaluate('valid')
+
+    def on_test_epoch_end(self):
+        self._evaluate('test')
+
+    def _embed_songs(self, batch):
+        emb = self.model.chunks_to_embedding(batch['spec'], batch['cf'])
+        self.eval_outputs.append((batch['index'], emb.float(), batch['labels']))
+
+    def _gather_songs(self):
+        """Song embeddings and labels of the whole split, in split order, from every process."""
+        index, emb, labels = (torch.cat(parts) for parts in zip(*self.eval_outputs))
+        self.eval_outputs = []
+        if self.trainer.world_size > 1:
+            index, emb, labels = (self.all_gather(t).flatten(0, 1) for t in (index, emb, labels))
+        # a distributed sampler pads the split by repeating songs: keep each song once
+        order = torch.argsort(index)
+        index, emb, labels = index[order], emb[order], labels[order]
+        first = torch.ones_like(index, dtype=torch.bool)
+        first[1:] = index[1:] != index[:-1]
+        return emb[first], labels[first]
+
+    def tag_embeddings(self):
+        vectors = self.trainer.datamodule.tag_vectors.to(self.device)
+        return self.model.word_to_embedding(vectors)
+
+    def _evaluate(self, stage):
+        if not self.eval_outputs:
+            return
+        song_emb, labels = self._gather_songs()
+        scores = cosine_scores(self.tag_embeddings().float(), song_emb).cpu().numpy()
+        labels = labels.T.cpu().numpy()
+        per_tag = retrieval_metrics(scores, labels)
+        dm = self.trainer.datamodule
+        groups = {}
+        if dm.data.categories is not None:
+            groups['category'] = dm.data.categories
+        if dm.unseen_tags:
+            groups['zeroshot'] = np.where(dm.seen_mask, 'seen', 'unseen')
+        summary = summarise(per_tag, groups)
+        for name in ('p@10', 'roc_auc', 'map'):
+            self.log(name, summary['all'][name], prog_bar=True, sync_dist=False)
+        for group_name, by_group in summary.items():
+            if group_name != 'all':
+                for group, values in by_group.items():
+                    self.log(f'{stage}/map/{group_name}/{group}', values['map'], sync_dist=False)
+        self.last_eval = {'scores': scores, 'labels': labels, 'per_tag': per_tag, 'summary': summary}
+        if stage == 'test' and self.trainer.is_global_zero and self.hparams.result_path:
+            self.write_results(self.hparams.result_path, dm)
+
+    def write_results(self, result_path, dm):
+        """per_tag.csv, summary.json and scores.npy (tags x test songs, rows in tags.npy order)."""
+        os.makedirs(result_path, exist_ok=True)
+        per_tag, summary = self.last_eval['per_tag'], self.last_eval['summary']
+        with open(os.path.join(result_path, 'per_tag.csv'), 'w', newline='') as f:
+            writer = csv.writer(f)
+            columns = ['tag'] + (['category'] if dm.data.categories is not None else []) + \
+                      (['zeroshot'] if dm.unseen_tags else []) + ['p@10', 'roc_auc', 'ap']
+            writer.writerow(columns)
+            for i, tag in enumerate(dm.tags):
+                row = [tag]
+                if dm.data.categories is not None:
+                    row.append(dm.data.categories[i])
+                if dm.unseen_tags:
+                    row.append('seen' if dm.seen_mask[i] else 'unseen')
+                writer.writerow(row + [f'{per_tag[m][i]:.6f}' for m in ('p@10', 'roc_auc', 'ap')])
+        settings = {k: v for k, v in (self.hparams.config or {}).items()}
+        settings.update({k: v for k, v in self.hparams.items() if k != 'config'})
+        with open(os.path.join(result_path, 'summary.json'), 'w') as f:
+            json.dump({'means': summary, 'n_test_songs': int(self.last_eval['scores'].shape[1]),
+                       'settings': settings}, f, indent=1, default=str)
+        np.save(os.path.join(result_path, 'scores.npy'), self.last_eval['scores'].astype(np.float32))
