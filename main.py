@@ -265,16 +265,17 @@ def main(config):
                          log_every_n_steps=10, enable_model_summary=not testing)
     if testing:
         trainer.test(solver, datamodule=dm, verbose=False)
-        if trainer.is_global_zero:
-            print_summary(solver.last_eval['summary'], f'TEST of {checkpoint_path} on {len(data.ids["test"][0])} '
-                                                       f'songs -> {result_path}')
-        return solver.last_eval
-    if trainer.is_global_zero:
-        os.makedirs(config.model_save_path, exist_ok=True)
-        with open(os.path.join(config.model_save_path, 'config.json'), 'w') as f:
-            json.dump(run_config, f, indent=1, default=str)
+        if not trainer.is_global_zero:
+            return None
+        # with ddp_spawn the evaluation ran in child processes: its record is the summary they wrote
+        with open(os.path.join(result_path, 'summary.json')) as f:
+            summary = json.load(f)['means']
+        print_summary(summary, f'TEST of {checkpoint_path} on {len(data.ids["test"][0])} songs -> {result_path}')
+        return solver.last_eval or {'summary': summary}
     trainer.fit(solver, datamodule=dm, ckpt_path=config.ckpt_path)
     if trainer.is_global_zero:
+        with open(os.path.join(config.model_save_path, 'config.json'), 'w') as f:
+            json.dump(run_config, f, indent=1, default=str)
         print(f'best valid map {checkpoint_cb.best_model_score} -> {checkpoint_cb.best_model_path}; '
               f'last -> {checkpoint_cb.last_model_path}')
     return checkpoint_cb
