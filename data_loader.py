@@ -150,19 +150,17 @@ class SplitData:
         return spec_path(self.data_path, track_id)
 
 
-def pad_frames(spec, length):
-    """Zero-pad short spectrograms at the end, as the original did."""
-    if spec.shape[1] >= length:
-        return spec
-    padded = np.zeros((spec.shape[0], length), dtype=np.float32)
-    padded[:, :spec.shape[1]] = spec
-    return padded
+def crop(spec, start, length):
+    """`length` frames from `start` as float32; short spectrograms are zero-padded at the end, as the original did.
+    On a memory-mapped array only the bytes of those frames are read."""
+    out = np.array(spec[:, start:start + length], dtype=np.float32)
+    if out.shape[1] < length:
+        out = np.pad(out, ((0, 0), (0, length - out.shape[1])))
+    return out
 
 
-def read_crop(file, start, length):
-    """length frames from `start` of a memory-mapped spectrogram: only those bytes are read."""
-    spec = np.load(file, mmap_mode='r')
-    return pad_frames(np.array(spec[:, start:start + length], dtype=np.float32), length)
+def open_spec(file):
+    return np.load(file, mmap_mode='r')
 
 
 def chunk_starts(n_frames, length, num_chunk):
@@ -205,6 +203,8 @@ class TrainDataset(Dataset):
         return self.epoch_size
 
     def __getitem__(self, index):
+        if not 0 <= index < self.epoch_size:
+            raise IndexError(index)
         rng = np.random.default_rng((self.seed, self.epoch, index))
         if self.is_balanced:
             tag = self.anchor_tags[index % len(self.anchor_tags)]
@@ -216,10 +216,9 @@ class TrainDataset(Dataset):
         item = {'tag': np.int64(tag), 'tag_vector': self.data.tag_vectors[tag],
                 'labels': self.data.binaries[row], 'spec': _EMPTY, 'cf': _EMPTY}
         if self.data.input_type in ('spec', 'hybrid'):
-            file = self.data.spec_file(track_id)
-            n_frames = read_npy_shape(file)[1]
-            start = int(rng.integers(0, max(n_frames - self.input_length, 0) + 1))
-            item['spec'] = read_crop(file, start, self.input_length)
+            spec = open_spec(self.data.spec_file(track_id))
+            start = int(rng.integers(0, max(spec.shape[1] - self.input_length, 0) + 1))
+            item['spec'] = crop(spec, start, self.input_length)
         if self.data.cf is not None:
             item['cf'] = self.data.cf[row]
         return item
@@ -241,9 +240,8 @@ class EvalDataset(Dataset):
         row, track_id = self.rows[index], self.track_ids[index]
         item = {'index': np.int64(index), 'labels': self.data.binaries[row], 'spec': _EMPTY, 'cf': _EMPTY}
         if self.data.input_type in ('spec', 'hybrid'):
-            spec = np.load(self.data.spec_file(track_id), mmap_mode='r')
-            item['spec'] = np.stack([pad_frames(np.array(spec[:, s:s + self.input_length], dtype=np.float32),
-                                                self.input_length)
+            spec = open_spec(self.data.spec_file(track_id))
+            item['spec'] = np.stack([crop(spec, s, self.input_length)
                                      for s in chunk_starts(spec.shape[1], self.input_length, self.num_chunk)])
         if self.data.cf is not None:
             item['cf'] = self.data.cf[row]

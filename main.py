@@ -243,10 +243,12 @@ def main(config):
     run_config = dict(vars(config), unseen_tags=dm.unseen_tags, accelerator=accelerator, devices=devices)
     result_path = config.result_path or os.path.join(os.path.dirname(os.path.abspath(config.model_load_path)),
                                                      'test')
-    solver = Solver(input_type=config.input_type, margin=config.margin, lr=config.lr,
-                    weight_decay=config.weight_decay, is_weighted=config.is_weighted, loss=config.loss,
-                    temperature=config.temperature, result_path=result_path if testing else None,
-                    config=run_config, **dims)
+    training = {k: getattr(config, k) for k in ('margin', 'lr', 'weight_decay', 'is_weighted', 'loss', 'temperature')}
+    if testing:  # record how the checkpoint was trained, not this command's training defaults
+        training.update({k: v for k, v in hparams.items() if k in training})
+        run_config['checkpoint_config'] = hparams.get('config')
+    solver = Solver(input_type=config.input_type, result_path=result_path if testing else None, config=run_config,
+                    **training, **dims)
     if testing:
         try:
             solver.model.load_state_dict(model_state)

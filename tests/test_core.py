@@ -326,3 +326,28 @@ def test_neptune_offline_records_locally_and_async_fails_fast(dataset, tmp_path,
     assert os.path.isdir(tmp_path / '.neptune')
     expect_error(capsys, 'Neptune (async mode) failed', '--data_path', dataset['root'], '--input_type', 'cf',
                  '--neptune_project', 'lab/tags', '--model_save_path', tmp_path / 'ck3', *FAST)
+
+
+# ---------------------------------------------------------------------------------------------- zero-shot
+def test_unseen_tags_are_never_anchors(dataset):
+    from data_loader import TagRetrievalDataModule
+    unseen = ['tag01', 'tag04']
+    for balanced in (False, True):
+        dm = TagRetrievalDataModule(dataset['root'], 'cf', is_balanced=balanced, epoch_size=600, unseen_tags=unseen)
+        dm.setup('fit')
+        train_set = dm.train_dataloader().dataset
+        anchors = {dm.tags[int(train_set[i]['tag'])] for i in range(len(train_set))}
+        assert anchors.isdisjoint(unseen)
+        assert anchors == set(dm.tags) - set(unseen)
+
+
+def test_zeroshot_test_reports_seen_and_unseen(dataset, tmp_path):
+    (tmp_path / 'unseen.txt').write_text('tag02\ntag05\n')
+    ckpt = train(dataset['root'], tmp_path / 'ck', '--input_type', 'cf', '--zeroshot_tags', tmp_path / 'unseen.txt',
+                 '--loss', 'infonce')
+    evaluate(dataset['root'], ckpt.best_model_path, tmp_path / 'res', '--input_type', 'cf')  # list from the ckpt
+    summary = json.load(open(tmp_path / 'res' / 'summary.json'))
+    assert summary['means']['zeroshot']['unseen']['n_tags'] == 2 and summary['means']['zeroshot']['seen']['n_tags'] == 4
+    rows = [line.split(',') for line in open(tmp_path / 'res' / 'per_tag.csv').read().splitlines()[1:]]
+    assert {r[0] for r in rows if r[2] == 'unseen'} == {'tag02', 'tag05'}
+    assert summary['settings']['loss'] == 'infonce'

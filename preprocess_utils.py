@@ -1,0 +1,224 @@
+"""Helpers shared by the preprocessing steps (step0_mel_spectrogram.py ... step3_taste_profile.py).
+
+Not run directly. One definition of each helper: error exit, report writing, atomic writes,
+word-vector vocabulary access, spectrogram paths and the `run` sub-command CLI.
+"""
+import argparse
+import json
+import mmap
+import os
+import pickle
+
+import numpy as np
+
+from errors import UserError
+
+SCORE_MIN = 50  # Last.fm tag score threshold of the original (keep score >= 50)
+SPLIT_FILES = ('train_ids.npy', 'valid_ids.npy', 'test_ids.npy')
+
+
+def die(message):
+    """Stop with one clear line on stderr and exit code 2 (bad input), no traceback: see errors.py."""
+    raise UserError(message)
+
+
+def require_file(path, what, fix):
+    if not os.path.isfile(path):
+        die(f'{what} not found: {path} ({fix})')
+
+
+def load_array(path, what, fix, **kwargs):
+    """np.load with a one-line error naming the file for a missing or unreadable array."""
+    require_file(path, what, fix)
+    try:
+        return np.load(path, **kwargs)
+    except (OSError, ValueError, EOFError) as error:
+        die(f'{path} is not a readable .npy array ({error}); {fix}')
+
+
+def make_cli(doc, prog=None):
+    """An argparse parser whose only sub-command is `run` (the original used fire's `run`).
+
+    Returns (parser, run_parser); add the step's arguments to run_parser.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest='command', required=True)
+    run = commands.add_parser('run', help='run this preprocessing step', formatter_class=_DefaultsFormatter)
+    return parser, run
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except empty ones (path defaults that depend on DATA_PATH are in the help text)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default in ('', argparse.SUPPRESS):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class Report:
+    """Collects what a step kept and dropped: prints each line and saves .txt + .json together."""
+
+    def __init__(self, step):
+        self.step = step
+        self.lines = []
+        self.data = {}
+
+    def log(self, line, **data):
+        print(line, flush=True)
+        self.lines.append(line)
+        self.data.update(data)
+
+    def save(self, directory, prefix=''):
+        """Write <prefix><step>_report.txt (the printed lines) and .json (lines + counts)."""
+        base = os.path.join(directory, f'{prefix}{self.step}_report')
+        atomic_write_bytes(base + '.txt', ('\n'.join(self.lines) + '\n').encode())
+        payload = {'step': self.step, 'lines': self.lines, **self.data}
+        atomic_write_bytes(base + '.json', json.dumps(payload, indent=1, default=_json_default).encode())
+        return base + '.txt'
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+# ---------------------------------------------------------------- atomic writes
+def partial_path(path):
+    """Temporary name beside `path`; a leftover from an interrupted run is simply overwritten."""
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f'.{name}.partial')
+
+
+def atomic_write_bytes(path, payload):
+    tmp = partial_path(path)
+    with open(tmp, 'wb') as f:
+        f.write(payload)
+    os.replace(tmp, path)
+
+
+def atomic_save_npy(path, array):
+    tmp = partial_path(path)
+    with open(tmp, 'wb') as f:  # a file object keeps np.save from appending '.npy'
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+def atomic_pickle(path, obj):
+    atomic_write_bytes(path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+# ---------------------------------------------------------------- spectrogram tree
+def spec_path(data_path, track_id):
+    """DATA_PATH/spec/A/B/C/ID.npy with A, B, C = ID[2], ID[3], ID[4] (MSD ids: TRAAAAW128F429D538)."""
+    if len(track_id) < 5:
+        raise ValueError(f'track id {track_id!r} is shorter than 5 characters; '
+                         'the spec/A/B/C/ layout needs ID[2], ID[3] and ID[4]')
+    return os.path.join(data_path, 'spec', track_id[2], track_id[3], track_id[4], track_id + '.npy')
+
+
+def existing_spec_ids(data_path):
+    """Track ids that have a finished spectrogram under DATA_PATH/spec/*/*/*/ (temp files excluded)."""
+    root = os.path.join(data_path, 'spec')
+    ids = []
+    for directory, _, files in os.walk(root):
+        if os.path.relpath(directory, root).count(os.sep) == 2:
+            ids.extend(f[:-4] for f in files if f.endswith('.npy') and not f.startswith('.'))
+    return ids
+
+
+# ---------------------------------------------------------------- word vectors
+def default_google_path(data_path):
+    return os.path.join(data_path, 'GoogleNews-vectors-negative300.bin')
+
+
+def default_music_path(data_path):
+    return os.path.join(data_path, 'music_w2v', 'model_semeval_trigrams_300.model')
+
+
+def add_vector_path_arguments(run_parser):
+    run_parser.add_argument('--google_path', help='Google News vectors, word2vec binary format '
+                            '(default DATA_PATH/GoogleNews-vectors-negative300.bin)')
+    run_parser.add_argument('--music_path', help='domain-specific vectors, gensim Word2Vec model or KeyedVectors '
+                            '(default DATA_PATH/music_w2v/model_semeval_trigrams_300.model)')
+
+
+def vocab_forms(tag):
+    """Keys a tag may have in a vocabulary: as written, then with '_' joining words ('smooth_jazz')."""
+    forms = [tag]
+    joined = '_'.join(tag.split())
+    if joined != tag:
+        forms.append(joined)
+    return forms
+
+
+def vocab_key(tag, vocab):
+    """The key under which `tag` is stored in `vocab` (anything supporting `in`), else None."""
+    return next((form for form in vocab_forms(tag) if form in vocab), None)
+
+
+def has_word2vec_header(path):
+    """True when the first line is word2vec's 'COUNT DIM' (GloVe text files have none)."""
+    with open(path, 'rb') as f:
+        header = f.readline().split()
+    return len(header) == 2 and all(token.isdigit() for token in header)
+
+
+def read_word2vec_vocab(path):
+    """Set of words of a word2vec-format file without materialising its vectors.
+
+    Binary format: header 'COUNT DIM', then per word 'word<space>' + DIM float32 (+ optional '\\n').
+    Skipping the vectors makes the 3.6 GB Google News file's vocabulary a few seconds' work.
+    A file ending in .txt is read as the text format (first token of each line; header optional).
+    """
+    require_file(path, 'word2vec file', 'pass the right path with --google_path, or --vocab music|none in step 1')
+    if path.endswith('.gz'):
+        die(f'{path} is compressed; gunzip it and pass the .bin file with --google_path')
+    header = has_word2vec_header(path)
+    if path.endswith('.txt'):
+        with open(path, 'rb') as f:
+            lines = iter(f)
+            if header:
+                next(lines)
+            return {line.split(b' ', 1)[0].decode('utf-8', 'replace') for line in lines if line.strip()}
+    if not header:
+        die(f'{path} does not start with a word2vec header "COUNT DIM"; pass a word2vec binary with --google_path')
+    with open(path, 'rb') as f:
+        count, dim = map(int, f.readline().split())
+        start = f.tell()
+    words = set()
+    with open(path, 'rb') as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        pos = start
+        for _ in range(count):
+            while data[pos:pos + 1] == b'\n':
+                pos += 1
+            space = data.find(b' ', pos)
+            if space < 0:
+                die(f'{path} is truncated after {len(words)} of {count} words; re-download it')
+            words.add(data[pos:space].decode('utf-8', 'replace'))
+            pos = space + 1 + 4 * dim  # skip the float32 vector
+    return words
+
+
+def load_keyed_vectors(path, option):
+    """gensim KeyedVectors from a Word2Vec model (.save), a KeyedVectors file, a word2vec .bin or a .txt."""
+    from gensim.models import KeyedVectors, Word2Vec
+
+    require_file(path, 'word vectors', f'pass the right path with {option}')
+    if path.endswith(('.bin', '.bin.gz')):
+        return KeyedVectors.load_word2vec_format(path, binary=True)
+    if path.endswith('.txt'):
+        return KeyedVectors.load_word2vec_format(path, binary=False, no_header=not has_word2vec_header(path))
+    try:  # mmap: large arrays saved beside the model are mapped, not read (fast vocabulary access)
+        loaded = Word2Vec.load(path, mmap='r')
+    except Exception:  # not a full model: a KeyedVectors file is the other format we accept
+        try:
+            loaded = KeyedVectors.load(path, mmap='r')
+        except Exception as error:
+            die(f'cannot load {path} as a gensim Word2Vec model or KeyedVectors ({error}); '
+                f'pass a gensim .model/.kv file or a word2vec .bin with {option}')
+    return loaded.wv if hasattr(loaded, 'wv') else loaded

@@ -1,0 +1,164 @@
+"""Step 0: audio files -> log-mel spectrograms in the layout the training code reads.
+
+    python -u step0_mel_spectrogram.py run AUDIO_DIR DATA_PATH [--workers N] [--float16]
+                                           [--sr 22050] [--n_fft 1024] [--hop 512] [--n_mels 128]
+
+Every .wav/.flac/.ogg/.mp3 file under AUDIO_DIR (recursively; the file stem is the track id, e.g.
+TRAAAAW128F429D538.mp3) becomes DATA_PATH/spec/A/B/C/ID.npy with A, B, C = ID[2], ID[3], ID[4]:
+a (n_mels, T) float32 array (float16 with --float16), T = 1 + n_samples // hop.
+
+Exactly what is computed (the original README's parameters):
+  y = librosa.load(path, sr=22050, mono=True)            # soundfile decode, soxr_hq resampling
+  S = librosa.feature.melspectrogram(y=y, sr=22050, n_fft=1024, hop_length=512, window='hann',
+                                     n_mels=128)          # power 2, center=True, Slaney mel, fmax=sr/2
+  X = librosa.power_to_db(S, ref=1.0, amin=1e-10, top_db=None)   # = 10 * log10(max(S, 1e-10))
+The original's spectrogram code is not public; this log is the one of torchaudio's AmplitudeToDB that
+the original author's short-chunk CNN code uses (10*log10 of power, amin 1e-10, no top_db clipping).
+
+Resumable: an existing ID.npy is skipped; each file is written to a temporary '.ID.npy.partial'
+beside it and renamed, so an interrupted run never leaves a truncated spectrogram. Files that cannot
+be decoded are listed at the end with their error while all others are done; the exit code is then 1
+(2 for bad arguments). A summary is written to DATA_PATH/step0_report.txt/.json.
+"""
+import os
+import sys
+import warnings
+from multiprocessing import Pool
+
+import numpy as np
+from tqdm import tqdm
+
+from errors import exit_on_user_error
+from preprocess_utils import Report, atomic_save_npy, die, make_cli, spec_path
+
+AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg', '.mp3')
+MEL_PARAMS = {'sr': 22050, 'n_fft': 1024, 'hop_length': 512, 'n_mels': 128}
+
+
+def compute_mel(path_or_audio, sr=22050, n_fft=1024, hop_length=512, n_mels=128):
+    """Log-mel spectrogram (n_mels, T) float32 of an audio file, or of a mono waveform already at `sr`."""
+    import librosa  # lazy: librosa's import is slow and only the workers need it
+
+    if isinstance(path_or_audio, (str, os.PathLike)):
+        with warnings.catch_warnings():  # librosa warns before its audioread fallback; errors are reported
+            warnings.simplefilter('ignore')
+            audio, _ = librosa.load(path_or_audio, sr=sr, mono=True)
+    else:
+        audio = np.asarray(path_or_audio, dtype=np.float32)
+    if audio.size == 0:
+        raise ValueError('no audio samples')
+    power = librosa.feature.melspectrogram(y=audio, sr=sr, n_fft=n_fft, hop_length=hop_length,
+                                           window='hann', n_mels=n_mels)
+    return librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None).astype(np.float32)
+
+
+def describe_error(path, error):
+    """librosa's final error (audioread fallback) is often empty; soundfile's says what is wrong."""
+    try:
+        import soundfile
+        soundfile.info(path)
+    except Exception as decode_error:
+        return f'{type(decode_error).__name__}: {decode_error}'
+    return f'{type(error).__name__}: {error}' if str(error) else type(error).__name__
+
+
+def convert(job):
+    """Worker: one audio file -> one .npy. Returns (audio_path, error message or None)."""
+    audio_path, out_path, mel_params, dtype = job
+    try:
+        mel = compute_mel(audio_path, **mel_params)
+        os.makedirs(os.path.dirname(out_path), exist_ok=True)
+        atomic_save_npy(out_path, mel.astype(dtype))
+    except Exception as error:
+        return audio_path, describe_error(audio_path, error)
+    return audio_path, None
+
+
+def run_jobs(jobs, workers):
+    """(path, error) per job, in completion order; in-process when one worker is enough."""
+    if workers == 1 or len(jobs) <= 1:
+        yield from map(convert, jobs)
+        return
+    with Pool(min(workers, len(jobs))) as pool:  # leaving the block terminates the workers
+        yield from pool.imap_unordered(convert, jobs, chunksize=1)
+
+
+def find_audio(audio_dir):
+    paths = []
+    for directory, _, files in os.walk(audio_dir):
+        paths.extend(os.path.join(directory, f) for f in files
+                     if f.lower().endswith(AUDIO_EXTENSIONS) and not f.startswith('.'))
+    return sorted(paths)
+
+
+def run(audio_dir, data_path, workers=None, float16=False, **mel_params):
+    if not os.path.isdir(audio_dir):
+        die(f'AUDIO_DIR {audio_dir} is not a directory (pass the folder that holds the audio files)')
+    mel_params = {**MEL_PARAMS, **mel_params}
+    report = Report('step0')
+    paths = find_audio(audio_dir)
+    if not paths:
+        die(f'no {"/".join(AUDIO_EXTENSIONS)} files under {audio_dir} (pass the folder that holds the audio)')
+
+    jobs, failures, duplicates, done_before, seen = [], [], [], 0, {}
+    dtype = np.float16 if float16 else np.float32
+    for path in paths:
+        track_id = os.path.splitext(os.path.basename(path))[0]
+        if track_id in seen:  # one spectrogram per id: the first path in sorted order wins
+            duplicates.append(path)
+            continue
+        seen[track_id] = path
+        try:
+            out_path = spec_path(data_path, track_id)
+        except ValueError as error:
+            failures.append((path, str(error)))
+            continue
+        if os.path.exists(out_path):
+            done_before += 1
+        else:
+            jobs.append((path, out_path, mel_params, dtype))
+    report.log(f'audio files found: {len(paths)}; already done (skipped): {done_before}; '
+               f'to compute: {len(jobs)}; duplicate ids ignored: {len(duplicates)}',
+               found=len(paths), skipped_existing=done_before, to_compute=len(jobs),
+               duplicate_ids=duplicates)
+
+    computed = 0
+    with tqdm(total=len(jobs), desc='mel spectrograms', unit='file') as progress:
+        for path, error in run_jobs(jobs, workers or os.cpu_count()):
+            if error:
+                failures.append((path, error))
+            else:
+                computed += 1
+            progress.update()
+    failures.sort()
+    report.log(f'computed: {computed}; failed: {len(failures)}', computed=computed,
+               failed=[{'path': p, 'error': e} for p, e in failures],
+               mel_params=mel_params, dtype=np.dtype(dtype).name)
+    for path, error in failures:
+        report.log(f'FAILED {path}: {error}')
+    os.makedirs(data_path, exist_ok=True)
+    report.save(data_path)
+    return 1 if failures else 0
+
+
+@exit_on_user_error
+def main(argv=None):
+    parser, run_parser = make_cli(__doc__)
+    run_parser.add_argument('audio_dir', help='folder searched recursively for audio files')
+    run_parser.add_argument('data_path', help='spectrograms go to DATA_PATH/spec/A/B/C/ID.npy')
+    run_parser.add_argument('--workers', type=int, default=os.cpu_count(), help='parallel processes')
+    run_parser.add_argument('--float16', action='store_true', help='store float16 (half the disk)')
+    run_parser.add_argument('--sr', type=int, default=MEL_PARAMS['sr'], help='sampling rate (Hz) after resampling')
+    run_parser.add_argument('--n_fft', type=int, default=MEL_PARAMS['n_fft'], help='FFT / Hann window length')
+    run_parser.add_argument('--hop', type=int, default=MEL_PARAMS['hop_length'], help='hop size in samples')
+    run_parser.add_argument('--n_mels', type=int, default=MEL_PARAMS['n_mels'], help='number of mel bands')
+    args = parser.parse_args(argv)
+    for name in ('workers', 'sr', 'n_fft', 'hop', 'n_mels'):
+        if getattr(args, name) < 1:
+            die(f'--{name} must be a positive integer, got {getattr(args, name)}')
+    return run(args.audio_dir, args.data_path, workers=args.workers, float16=args.float16,
+               sr=args.sr, n_fft=args.n_fft, hop_length=args.hop, n_mels=args.n_mels)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""Step 1: MSD500 annotations -> tag vocabulary, song x tag binaries and an artist-disjoint split.
+
+    python -u step1_data_split.py run DATA_PATH TOP_N_TAGS THRESHOLD
+        [--seed 0] [--max_tries 1000] [--vocab both|google|music|none]
+        [--google_path DATA_PATH/GoogleNews-vectors-negative300.bin]
+        [--music_path DATA_PATH/music_w2v/model_semeval_trigrams_300.model] [--prefix sub_]
+
+Reads DATA_PATH/msd500/track_tags.tsv (no header: song_id, original_tag, cleaned_tag, tag_category,
+score 0-100), DATA_PATH/msd500/song_to_artist.pkl or DATA_PATH/song_to_artist.pkl (dict track id ->
+artist id; the original read it from DATA_PATH), the word vectors' vocabularies and the ids present
+under DATA_PATH/spec/*/*/*/*.npy. The rules of the original, in order:
+  1. keep annotations with score >= 50 (tags are cleaned_tag, stripped and lower-cased);
+  2. keep tags that have a word vector (`tag` or `tag_with_underscores`); the original checked Google
+     News only, but step 2 then needs both vectors, so by default a tag must be in both (--vocab);
+  3. keep tracks that have an artist and a spectrogram;
+  4. keep the TOP_N_TAGS tags with the most tracks (ties: alphabetical), and the tracks carrying one;
+  5. split ARTISTS 70/15/15 (train/valid/test) by a seeded shuffle, reshuffling (at most --max_tries
+     times) until every tag has >= THRESHOLD songs in every split; otherwise exit 2 naming the tag.
+Writes into DATA_PATH (each name prefixed with --prefix, e.g. sub_ for main.py --is_subset True):
+  binaries.npy        float32 (n_songs, n_tags) 0/1; row IX = IX-th track id in sorted order
+  tags.npy            str array, lower-case, sorted (the column order of binaries.npy)
+  existing_ids.npy    str array of the sorted track ids (row IX), as the original wrote it
+  train_ids.npy, valid_ids.npy, test_ids.npy   str arrays of "IX//TRACK_ID", sorted by IX
+  train_tag_to_ix.pkl dict tag -> ["IX//TRACK_ID", ...] of training songs, keys in tags.npy order
+  tag_categories.tsv  "tag<TAB>category" per tag in tags.npy order (most common tag_category)
+  step1_report.txt/.json   what each filter kept and dropped
+"""
+import csv
+import os
+import pickle
+import sys
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from errors import exit_on_user_error
+from preprocess_utils import (SCORE_MIN, Report, add_vector_path_arguments, atomic_pickle, atomic_save_npy,
+                              atomic_write_bytes, default_google_path, default_music_path, die,
+                              existing_spec_ids, load_keyed_vectors, make_cli, read_word2vec_vocab,
+                              require_file, vocab_key)
+
+COLUMNS = ['song_id', 'original_tag', 'cleaned_tag', 'tag_category', 'score']
+SPLITS = ('train', 'valid', 'test')
+SPLIT_BOUNDS = (0.7, 0.85)  # artist shuffle cut points: 70% train, 15% valid, 15% test
+
+
+def read_track_tags(path):
+    require_file(path, 'annotation file', 'put MSD500 track_tags.tsv at DATA_PATH/msd500/')
+    try:
+        df = pd.read_csv(path, sep='\t', header=None, dtype=str, quoting=csv.QUOTE_NONE,
+                         keep_default_na=False)  # tags such as 'null' or 'nan' stay strings
+    except pd.errors.EmptyDataError:
+        die(f'{path} is empty (expected lines: song_id, original_tag, cleaned_tag, tag_category, score)')
+    except pd.errors.ParserError as error:
+        die(f'{path} is not a 5-column tab-separated file ({error}); fix or re-extract msd500.tar.gz')
+    if df.shape[1] != len(COLUMNS):
+        die(f'{path} has {df.shape[1]} columns, expected {len(COLUMNS)} ({", ".join(COLUMNS)}) '
+            'separated by tabs, no header')
+    df.columns = COLUMNS
+    score = pd.to_numeric(df.score, errors='coerce')
+    bad = score.isna() | (score < 0) | (score > 100)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        die(f'{path} line {row + 1}: score {df.score.iloc[row]!r} is not a number in 0-100 '
+            f'({int(bad.sum())} such lines); fix the 5th column')
+    df['score'] = score
+    df['cleaned_tag'] = df.cleaned_tag.str.strip().str.lower()
+    return df
+
+
+def read_song_to_artist(data_path):
+    candidates = [os.path.join(data_path, 'msd500', 'song_to_artist.pkl'),
+                  os.path.join(data_path, 'song_to_artist.pkl')]
+    path = next((p for p in candidates if os.path.isfile(p)), None)
+    if path is None:
+        die(f'song_to_artist.pkl not found at {candidates[0]} or {candidates[1]} '
+            '(a pickled dict track id -> artist id)')
+    try:
+        with open(path, 'rb') as f:
+            mapping = pickle.load(f)
+    except Exception as error:
+        die(f'cannot unpickle {path} ({error}); it must be a pickled dict track id -> artist id')
+    if not isinstance(mapping, dict):
+        die(f'{path} holds a {type(mapping).__name__}, expected a dict track id -> artist id')
+    return pd.Series(mapping, dtype=object)
+
+
+def tag_vocabularies(vocab, google_path, music_path):
+    """Vocabularies a tag must appear in, by name (only their words are read where possible)."""
+    vocabularies = {}
+    if vocab in ('both', 'google'):
+        vocabularies['google'] = read_word2vec_vocab(google_path)
+    if vocab in ('both', 'music'):
+        vocabularies['music'] = load_keyed_vectors(music_path, '--music_path').key_to_index
+    return vocabularies
+
+
+class StageLog:
+    """Prints, per filter, what is kept and what it dropped (annotations, tracks, tags, artists)."""
+
+    def __init__(self, report):
+        self.report, self.previous = report, {}
+
+    def __call__(self, stage, df):
+        counts = {'annotations': len(df), 'tracks': df.song_id.nunique(), 'tags': df.cleaned_tag.nunique()}
+        if 'artist' in df:
+            counts['artists'] = df.artist.nunique()
+        self.report.log(f'{stage}: kept ' + ', '.join(
+            f'{n} {what}' + (f' (-{self.previous[what] - n})' if what in self.previous else '')
+            for what, n in counts.items()), **{stage: counts})
+        self.previous = counts
+
+
+def split_artists(artist_tag_counts, threshold, seed, max_tries):
+    """Shuffle artists until every tag has >= threshold songs in each split.
+
+    artist_tag_counts: (n_artists, n_tags) songs per artist and tag. Returns (split of each artist
+    0/1/2, shuffles used) or, when no shuffle works, (None, the best shuffle's (3, n_tags) counts).
+    """
+    n_artists = len(artist_tag_counts)
+    starts = [0] + [int(n_artists * bound) for bound in SPLIT_BOUNDS]
+    position_split = np.repeat([0, 1, 2], np.diff(starts + [n_artists]))
+    rng = np.random.default_rng(seed)
+    best = None
+    for attempt in range(1, max_tries + 1):
+        order = rng.permutation(n_artists)  # artists order[starts[k]:starts[k+1]] form split k
+        counts = np.add.reduceat(artist_tag_counts[order], starts, axis=0)
+        if counts.min() >= threshold:
+            artist_split = np.empty(n_artists, dtype=np.int64)
+            artist_split[order] = position_split
+            return artist_split, attempt
+        if best is None or counts.min() > best.min():
+            best = counts
+    return None, best
+
+
+def filtered_annotations(data_path, vocab, google_path, music_path, log):
+    """Rules 1-3: score, word vector, artist, spectrogram. Returns (annotations, all tag categories)."""
+    df = read_track_tags(os.path.join(data_path, 'msd500', 'track_tags.tsv'))
+    song_to_artist = read_song_to_artist(data_path)
+    if not os.path.isdir(os.path.join(data_path, 'spec')):
+        die(f'{os.path.join(data_path, "spec")} not found; compute spectrograms with step0_mel_spectrogram.py')
+    log('all annotations', df)
+    categories = df[['cleaned_tag', 'tag_category']]
+
+    df = df[df.score >= SCORE_MIN]
+    log(f'score >= {SCORE_MIN}', df)
+
+    if vocab != 'none':
+        vocabularies = tag_vocabularies(vocab, google_path or default_google_path(data_path),
+                                        music_path or default_music_path(data_path))
+        candidates = pd.Index(df.cleaned_tag.unique())
+        has_vector = np.array([all(vocab_key(tag, words) is not None for words in vocabularies.values())
+                               for tag in candidates], dtype=bool)
+        dropped = sorted(candidates[~has_vector])
+        df = df[df.cleaned_tag.isin(candidates[has_vector])]
+        log(f'tags with a {"+".join(vocabularies)} word vector', df)
+        log.report.log(f'  tags without a vector: {len(dropped)}' + (f' (e.g. {", ".join(dropped[:10])})'
+                       if dropped else ''), tags_without_vector=dropped)
+
+    df = df.assign(artist=df.song_id.map(song_to_artist))
+    df = df[df.artist.notna()].astype({'artist': str})
+    log('tracks with an artist', df)
+
+    df = df[df.song_id.isin(existing_spec_ids(data_path))]
+    log('tracks with a spectrogram', df)
+    return df, categories
+
+
+def top_tags(df, top_n_tags, log):
+    """Rule 4: the top-N tags by number of tracks. Returns (track-tag pairs, sorted tags)."""
+    pairs = df.drop_duplicates(['song_id', 'cleaned_tag'])  # several original tags clean to one tag
+    tracks_per_tag = pairs.cleaned_tag.value_counts()
+    ranked = sorted(tracks_per_tag.items(), key=lambda item: (-item[1], item[0]))
+    if not ranked:
+        die('no annotation survives the filters above (see the counts); check the inputs they name')
+    if len(ranked) < top_n_tags:
+        log.report.log(f'  warning: only {len(ranked)} tags left, fewer than TOP_N_TAGS={top_n_tags}')
+    tags = sorted(tag for tag, _ in ranked[:top_n_tags])
+    pairs = pairs[pairs.cleaned_tag.isin(tags)]
+    log(f'top {len(tags)} tags (one annotation per track and tag)', pairs)
+    return pairs, tags
+
+
+def run(data_path, top_n_tags, threshold, seed=0, max_tries=1000, vocab='both',
+        google_path=None, music_path=None, prefix=''):
+    if top_n_tags < 1:
+        die(f'TOP_N_TAGS must be a positive integer, got {top_n_tags}')
+    if threshold < 0 or max_tries < 1:
+        die(f'THRESHOLD must be >= 0 and --max_tries >= 1, got {threshold} and {max_tries}')
+    report = Report('step1')
+    report.log(f'step 1: TOP_N_TAGS={top_n_tags} THRESHOLD={threshold} seed={seed} vocab={vocab}',
+               top_n_tags=top_n_tags, threshold=threshold, seed=seed, vocab=vocab)
+    log = StageLog(report)
+    df, categories = filtered_annotations(data_path, vocab, google_path, music_path, log)
+    pairs, tags = top_tags(df, top_n_tags, log)
+
+    songs = np.array(sorted(pairs.song_id.unique()))  # row IX of binaries.npy = IX-th sorted track id
+    song_ix = pd.Categorical(pairs.song_id, categories=songs).codes
+    tag_ix = pd.Categorical(pairs.cleaned_tag, categories=tags).codes
+    binaries = np.zeros((len(songs), len(tags)), dtype=np.float32)
+    binaries[song_ix, tag_ix] = 1
+
+    # rule 5: split artists; songs follow their artist
+    artist_of_song = pairs.drop_duplicates('song_id').set_index('song_id').artist.reindex(songs)
+    artist_codes, artists = pd.factorize(artist_of_song, sort=True)
+    if not 0 < int(len(artists) * SPLIT_BOUNDS[0]) < int(len(artists) * SPLIT_BOUNDS[1]) < len(artists):
+        die(f'only {len(artists)} artists remain; a 70/15/15 artist split needs at least 4 '
+            '(see the counts above for what the filters dropped)')
+    artist_by_song = sparse.csr_matrix((np.ones(len(songs)), (artist_codes, np.arange(len(songs)))),
+                                       shape=(len(artists), len(songs)))
+    artist_tag_counts = np.asarray(artist_by_song @ binaries, dtype=np.int64)
+    totals = artist_tag_counts.sum(axis=0)
+    if totals.min() < 3 * threshold:  # no shuffle can give three splits >= threshold
+        worst = int(totals.argmin())
+        die(f"tag '{tags[worst]}' has only {totals[worst]} songs in all, fewer than 3 x THRESHOLD="
+            f'{3 * threshold} (short by {3 * threshold - totals[worst]}); lower THRESHOLD or TOP_N_TAGS')
+    artist_split, outcome = split_artists(artist_tag_counts, threshold, seed, max_tries)
+    if artist_split is None:
+        split_k, tag_k = np.unravel_index(outcome.argmin(), outcome.shape)
+        die(f"tag '{tags[tag_k]}' has only {outcome[split_k, tag_k]} songs in the {SPLITS[split_k]} split, "
+            f'short by {threshold - outcome[split_k, tag_k]} of THRESHOLD={threshold}, in the best of '
+            f'{max_tries} artist shuffles (seed {seed}); lower THRESHOLD or TOP_N_TAGS, or raise --max_tries')
+    song_split = artist_split[artist_codes]
+    split_counts = {name: {'artists': int((artist_split == k).sum()), 'songs': int((song_split == k).sum()),
+                           'min_songs_per_tag': int(binaries[song_split == k].sum(axis=0).min())}
+                    for k, name in enumerate(SPLITS)}
+    report.log(f'artist split found after {outcome} shuffle(s): ' + '; '.join(
+        f'{name} {c["artists"]} artists, {c["songs"]} songs, >= {c["min_songs_per_tag"]} songs per tag'
+        for name, c in split_counts.items()), shuffles=outcome, splits=split_counts)
+
+    write_outputs(data_path, prefix, songs, tags, binaries, song_split, most_common_category(categories, tags))
+    report.log(f'wrote {prefix}binaries.npy {binaries.shape}, {prefix}tags.npy, {prefix}existing_ids.npy, '
+               f'{prefix}{{train,valid,test}}_ids.npy, {prefix}train_tag_to_ix.pkl, '
+               f'{prefix}tag_categories.tsv in {data_path}', tags=tags)
+    report.save(data_path, prefix)
+    return 0
+
+
+def write_outputs(data_path, prefix, songs, tags, binaries, song_split, tag_category):
+    def out(name):
+        return os.path.join(data_path, prefix + name)
+
+    ids = np.array([f'{ix}//{song}' for ix, song in enumerate(songs)])
+    atomic_save_npy(out('binaries.npy'), binaries)
+    atomic_save_npy(out('tags.npy'), np.array(tags))
+    atomic_save_npy(out('existing_ids.npy'), songs)
+    for k, name in enumerate(SPLITS):
+        atomic_save_npy(out(f'{name}_ids.npy'), ids[song_split == k])
+    train = song_split == 0
+    # keys in tags.npy order: the training code derives the tag order from this dict
+    train_tag_to_ix = {tag: ids[train & (binaries[:, t] == 1)].tolist() for t, tag in enumerate(tags)}
+    atomic_pickle(out('train_tag_to_ix.pkl'), train_tag_to_ix)
+    atomic_write_bytes(out('tag_categories.tsv'),
+                       ''.join(f'{tag}\t{category}\n' for tag, category in tag_category.items()).encode())
+
+
+def most_common_category(categories, tags):
+    """tag -> its most frequent tag_category over all its annotation rows (ties: alphabetical)."""
+    counts = categories[categories.cleaned_tag.isin(tags)].value_counts().rename('n').reset_index()
+    counts = counts.sort_values(['cleaned_tag', 'n', 'tag_category'], ascending=[True, False, True])
+    return counts.drop_duplicates('cleaned_tag').set_index('cleaned_tag').tag_category.reindex(tags)
+
+
+@exit_on_user_error
+def main(argv=None):
+    parser, run_parser = make_cli(__doc__)
+    run_parser.add_argument('data_path', help='folder with msd500/, spec/ and song_to_artist.pkl')
+    run_parser.add_argument('top_n_tags', type=int, help='number of most frequent tags to keep (100 for MSD100)')
+    run_parser.add_argument('threshold', type=int, help='minimum songs per tag in each of train/valid/test')
+    run_parser.add_argument('--seed', type=int, default=0, help='seed of the artist shuffles')
+    run_parser.add_argument('--max_tries', type=int, default=1000, help='artist shuffles before giving up')
+    run_parser.add_argument('--vocab', choices=['both', 'google', 'music', 'none'], default='both',
+                            help='word vectors a tag must have')
+    add_vector_path_arguments(run_parser)
+    run_parser.add_argument('--prefix', default='', help="prefix of the written file names ('sub_' for --is_subset)")
+    args = parser.parse_args(argv)
+    return run(args.data_path, args.top_n_tags, args.threshold, seed=args.seed, max_tries=args.max_tries,
+               vocab=args.vocab, google_path=args.google_path, music_path=args.music_path, prefix=args.prefix)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

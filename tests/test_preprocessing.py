@@ -1,0 +1,327 @@
+"""Preprocessing steps 0-3 on small inputs in the release's formats, checked against the original's rules."""
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from errors import exit_on_user_error
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from preprocess_fixtures import (CF_DIM, GOOGLE_WORDS, MUSIC_WORDS, N_ARTISTS, ROOT, THRESHOLD,  # noqa: E402
+                                 TOP_N, audio_dir, data_copy, pipeline, raw_data)  # noqa: F401  (fixtures)
+
+import preprocess_utils  # noqa: E402
+import step0_mel_spectrogram  # noqa: E402
+import step1_data_split  # noqa: E402
+import step2_word_embedding  # noqa: E402
+import step3_taste_profile  # noqa: E402
+
+
+def run_script(script, *args):
+    """The script as a user runs it: returns (exit code, stdout, stderr)."""
+    done = subprocess.run([sys.executable, str(ROOT / script), 'run', *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return done.returncode, done.stdout, done.stderr
+
+
+def exits_with_error(capsys, function, *args, **kwargs):
+    """Call an in-process step that must stop with exit code 2; return its one error line."""
+    with pytest.raises(SystemExit) as stop:
+        exit_on_user_error(function)(*args, **kwargs)
+    assert stop.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: ')
+    return lines[0]
+
+
+def load_split(data_path, prefix=''):
+    return {name: np.load(data_path / f'{prefix}{name}_ids.npy') for name in ('train', 'valid', 'test')}
+
+
+def expected_annotations(raw_data):
+    """The original's filters written out plainly: {track: set(tags)} and the top-N tags."""
+    in_vocab = set(GOOGLE_WORDS) & set(MUSIC_WORDS)
+    pairs = {(song, tag.strip().lower()) for song, _, tag, _, score in raw_data.rows if score >= 50}
+    pairs = {(song, tag) for song, tag in pairs
+             if (tag in in_vocab or tag.replace(' ', '_') in in_vocab)
+             and song in raw_data.song_to_artist and song in raw_data.spec_ids}
+    tracks_per_tag = Counter(tag for _, tag in pairs)
+    top = sorted(sorted(tracks_per_tag, key=lambda tag: (-tracks_per_tag[tag], tag))[:TOP_N])
+    songs = {}
+    for song, tag in pairs:
+        if tag in top:
+            songs.setdefault(song, set()).add(tag)
+    return songs, top
+
+
+# ------------------------------------------------------------------ step 1
+def test_step1_binaries_follow_the_original_rules(raw_data, pipeline):
+    songs, top = expected_annotations(raw_data)
+    tags = np.load(pipeline / 'tags.npy')
+    assert tags.tolist() == top == sorted(top) and all(t == t.lower() for t in tags)
+    assert 'smooth jazz' not in top and 'xyzzy' not in top  # no Google / no vector at all
+    binaries = np.load(pipeline / 'binaries.npy')
+    ids = np.load(pipeline / 'existing_ids.npy')
+    assert binaries.dtype == np.float32 and binaries.shape == (len(songs), len(top))
+    assert ids.tolist() == sorted(songs)
+    for row, song in zip(binaries, ids):
+        assert {tags[j] for j in np.flatnonzero(row)} == songs[song]
+    all_ids = np.concatenate(list(load_split(pipeline).values()))
+    assert sorted(int(x.split('//')[0]) for x in all_ids) == list(range(len(ids)))
+    assert all(ids[int(ix)] == track for ix, track in (x.split('//') for x in all_ids))
+    report = (pipeline / 'step1_report.txt').read_text()
+    assert 'score >= 50' in report and 'tracks with a spectrogram' in report
+
+
+def test_step1_split_is_by_artist_70_15_15_and_meets_threshold(raw_data, pipeline):
+    binaries = np.load(pipeline / 'binaries.npy')
+    artists = {}
+    for name, ids in load_split(pipeline).items():
+        artists[name] = {raw_data.song_to_artist[x.split('//')[1]] for x in ids}
+        rows = [int(x.split('//')[0]) for x in ids]
+        assert binaries[rows].sum(axis=0).min() >= THRESHOLD
+    assert not (artists['train'] & artists['valid'] or artists['train'] & artists['test']
+                or artists['valid'] & artists['test'])
+    n = sum(map(len, artists.values()))
+    assert n == N_ARTISTS
+    assert [len(artists[s]) for s in ('train', 'valid', 'test')] == [int(.7 * n), int(.85 * n) - int(.7 * n),
+                                                                     n - int(.85 * n)]
+
+
+def test_step1_train_tag_to_ix_and_categories(raw_data, pipeline):
+    tags = np.load(pipeline / 'tags.npy').tolist()
+    binaries = np.load(pipeline / 'binaries.npy')
+    train = load_split(pipeline)['train']
+    with open(pipeline / 'train_tag_to_ix.pkl', 'rb') as f:
+        tag_to_ix = pickle.load(f)
+    assert list(tag_to_ix) == tags  # the training code takes the tag order from the dict's keys
+    for j, tag in enumerate(tags):
+        assert sorted(tag_to_ix[tag]) == sorted(x for x in train if binaries[int(x.split('//')[0]), j])
+    lines = (pipeline / 'tag_categories.tsv').read_text().splitlines()
+    assert [line.split('\t')[0] for line in lines] == tags
+    for line in lines:
+        tag, category = line.split('\t')
+        counts = Counter(c for _, _, t, c, _ in raw_data.rows if t.lower() == tag)
+        assert counts[category] == max(counts.values())
+
+
+def test_step1_is_deterministic_and_prefix_only_renames(pipeline, data_copy):
+    assert step1_data_split.main(['run', str(data_copy), str(TOP_N), str(THRESHOLD), '--prefix', 'sub_']) == 0
+    assert not (data_copy / 'binaries.npy').exists() and not (data_copy / 'step1_report.json').exists()
+    for name in ('binaries.npy', 'tags.npy', 'train_ids.npy', 'valid_ids.npy', 'test_ids.npy',
+                 'train_tag_to_ix.pkl', 'tag_categories.tsv', 'existing_ids.npy'):
+        assert (data_copy / f'sub_{name}').read_bytes() == (pipeline / name).read_bytes(), name
+    assert step1_data_split.main(['run', str(data_copy), str(TOP_N), str(THRESHOLD), '--seed', '7']) == 0
+    assert not np.array_equal(np.load(data_copy / 'train_ids.npy'), np.load(pipeline / 'train_ids.npy'))
+
+
+def test_step1_threshold_errors_name_the_tag(pipeline, data_copy, capsys):
+    code, out, err = run_script('step1_data_split.py', data_copy, TOP_N, 1000)  # impossible in any split
+    assert code == 2 and 'Traceback' not in err and len(err.strip().splitlines()) == 1
+    assert 'short by' in err and "tag '" in err
+    possible = int(np.load(pipeline / 'binaries.npy').sum(axis=0).min()) // 3  # but not for a 15% split
+    line = exits_with_error(capsys, step1_data_split.main,
+                            ['run', str(data_copy), str(TOP_N), str(possible), '--max_tries', '1'])
+    assert 'in the best of 1 artist shuffles' in line and 'short by' in line and "tag '" in line
+
+
+def test_step1_bad_inputs_give_one_clear_line(data_copy, capsys):
+    tsv = data_copy / 'msd500' / 'track_tags.tsv'
+    good = tsv.read_text()
+    lines = good.splitlines()
+    tsv.write_text(''.join(line.rsplit('\t', 1)[0] + '\n' for line in lines))
+    assert '4 columns, expected 5' in exits_with_error(capsys, step1_data_split.run, str(data_copy),
+                                                        TOP_N, THRESHOLD)
+    lines[3] = '\t'.join(lines[3].split('\t')[:4] + ['high'])
+    tsv.write_text('\n'.join(lines) + '\n')
+    code, _, err = run_script('step1_data_split.py', data_copy, TOP_N, THRESHOLD)
+    assert code == 2 and 'Traceback' not in err
+    assert str(tsv) in err and "line 4: score 'high'" in err
+    tsv.write_text(good)
+    os.remove(data_copy / 'song_to_artist.pkl')
+    assert 'song_to_artist.pkl not found' in exits_with_error(capsys, step1_data_split.run, str(data_copy),
+                                                              TOP_N, THRESHOLD)
+
+
+def test_word2vec_vocabulary_reader_matches_gensim(raw_data, tmp_path):
+    from gensim.models import KeyedVectors
+
+    path = str(raw_data.path / 'GoogleNews-vectors-negative300.bin')
+    vocab = preprocess_utils.read_word2vec_vocab(path)
+    assert vocab == set(KeyedVectors.load_word2vec_format(path, binary=True).key_to_index)
+    assert preprocess_utils.vocab_key('female vocalists', vocab) == 'female_vocalists'
+    vectors = KeyedVectors.load_word2vec_format(path, binary=True)
+    vectors.save_word2vec_format(str(tmp_path / 'with_header.txt'))
+    lines = (tmp_path / 'with_header.txt').read_text().splitlines()
+    (tmp_path / 'glove.txt').write_text('\n'.join(lines[1:]) + '\n')  # GloVe: no 'COUNT DIM' line
+    for name in ('with_header.txt', 'glove.txt'):
+        assert preprocess_utils.read_word2vec_vocab(str(tmp_path / name)) == vocab
+        loaded = preprocess_utils.load_keyed_vectors(str(tmp_path / name), '--google_path')
+        np.testing.assert_allclose(loaded['rock'], vectors['rock'], atol=1e-5)
+
+
+# ------------------------------------------------------------------ step 2
+def test_step2_writes_vectors_and_nearest_neighbours(raw_data, pipeline, capsys):
+    from gensim.models import KeyedVectors, Word2Vec
+
+    assert step2_word_embedding.main(['run', str(pipeline)]) == 0
+    tags = np.load(pipeline / 'tags.npy').tolist()
+    google = KeyedVectors.load_word2vec_format(str(pipeline / 'GoogleNews-vectors-negative300.bin'), binary=True)
+    music = Word2Vec.load(str(pipeline / 'music_w2v' / 'model_semeval_trigrams_300.model')).wv
+    for name, vectors in (('google', google), ('music', music)):
+        with open(pipeline / f'{name}_emb.pkl', 'rb') as f:
+            table = pickle.load(f)
+        assert list(table) == tags
+        for tag, vector in table.items():
+            assert vector.dtype == np.float32 and vector.shape == (8,)
+            np.testing.assert_array_equal(vector, vectors[tag.replace(' ', '_')])
+    table = [line for line in (pipeline / 'nearest_neighbours.md').read_text().splitlines() if line.startswith('|')]
+    assert table[0] == '| tag | google | music |'
+    rows = {line.split(' | ')[0].strip('| '): line for line in table[2:]}
+    assert set(rows) == {'jungle', 'house', 'country', 'brazilian', 'smooth jazz', 'deep house', 'chill', 'metal'}
+    assert rows['smooth jazz'].split(' | ')[1] == '(not in vocabulary)'  # Google has no smooth_jazz here
+    assert len(rows['jungle'].split(' | ')[2].split(', ')) == 10
+    assert '| tag | google | music |' in capsys.readouterr().out
+
+
+def test_step2_missing_vocabulary_is_one_error(pipeline, tmp_path):
+    data_path = tmp_path / 'data'
+    shutil.copytree(pipeline, data_path)
+    np.save(data_path / 'tags.npy', np.array(['jazz', 'smooth jazz', 'xyzzy']))
+    code, _, err = run_script('step2_word_embedding.py', data_path)
+    assert code == 2 and 'Traceback' not in err and len(err.strip().splitlines()) == 1
+    assert 'google: smooth jazz, xyzzy; music: xyzzy' in err
+    code, _, err = run_script('step2_word_embedding.py', data_path, '--google_path', tmp_path / 'none.bin')
+    assert code == 2 and 'not found' in err and '--download' in err
+
+
+# ------------------------------------------------------------------ step 3
+def test_step3_joins_factors_by_track_id(raw_data, pipeline):
+    assert step3_taste_profile.main(['run', str(pipeline)]) == 0
+    factors = np.load(raw_data.path / 'item_factors_MSD.npy')
+    index = (raw_data.path / 'items_index_MSD.tsv').read_text().split()
+    ix_to_cf = np.load(pipeline / 'ix_to_cf.npy')
+    ids = np.load(pipeline / 'existing_ids.npy')
+    assert ix_to_cf.dtype == np.float32 and ix_to_cf.shape == (len(ids), CF_DIM)
+    for row, track in zip(ix_to_cf, ids):
+        np.testing.assert_array_equal(row, factors[index.index(track)])
+
+
+def test_step3_missing_factors_error_or_zero_rows(pipeline, tmp_path, capsys):
+    data_path = tmp_path / 'data'
+    shutil.copytree(pipeline, data_path)
+    ids = np.load(data_path / 'existing_ids.npy')
+    index_file = data_path / 'items_index_MSD.tsv'
+    index_file.write_text(index_file.read_text().replace(ids[0], 'TRGONE').replace(ids[5], 'TRGONE2'))
+    line = exits_with_error(capsys, step3_taste_profile.main, ['run', str(data_path)])
+    assert '2 of' in line and ids[0] in line and '--allow_missing' in line
+    assert ids[5] in (data_path / 'step3_report.json').read_text()
+    assert step3_taste_profile.main(['run', str(data_path), '--allow_missing']) == 0
+    ix_to_cf = np.load(data_path / 'ix_to_cf.npy')
+    assert not ix_to_cf[[0, 5]].any() and ix_to_cf[[1, 2, 3, 4]].any(axis=1).all()
+    assert '2 rows are zeros' in (data_path / 'step3_report.txt').read_text()
+
+
+def test_step3_als_from_taste_profile_is_seeded(raw_data, pipeline, tmp_path):
+    data_path = tmp_path / 'data'
+    shutil.copytree(pipeline, data_path)
+    args = ['run', str(data_path), '--taste_profile', str(raw_data.path / 'taste_profile.tsv'),
+            '--factors', '4', '--iterations', '3', '--prefix', 'sub_']
+    for name in ('train_ids.npy', 'valid_ids.npy', 'test_ids.npy', 'binaries.npy'):
+        shutil.copy(data_path / name, data_path / f'sub_{name}')
+    assert step3_taste_profile.main(args) == 0
+    first = np.load(data_path / 'sub_ix_to_cf.npy')
+    assert first.shape == (len(np.load(data_path / 'binaries.npy')), 4) and first.any(axis=1).all()
+    assert (data_path / 'sub_item_factors_MSD.npy').exists() and (data_path / 'sub_items_index_MSD.tsv').exists()
+    assert step3_taste_profile.main(args) == 0
+    np.testing.assert_array_equal(np.load(data_path / 'sub_ix_to_cf.npy'), first)
+
+
+# ------------------------------------------------------------------ step 0
+def direct_librosa(path):
+    import librosa
+
+    y, _ = librosa.load(path, sr=22050, mono=True)
+    mel = librosa.feature.melspectrogram(y=y, sr=22050, n_fft=1024, hop_length=512, window='hann', n_mels=128)
+    return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None), len(y)
+
+
+def spec_files(data_path):
+    return sorted((data_path / 'spec').rglob('*.npy'))
+
+
+def test_step0_spectrograms_match_librosa_and_report_failures(audio_dir, tmp_path, capsys):
+    data_path = tmp_path / 'data'
+    assert step0_mel_spectrogram.main(['run', str(audio_dir), str(data_path), '--workers', '2']) == 1
+    files = spec_files(data_path)
+    assert [f.name for f in files] == ['TRAAAAW128F429D538.npy', 'TRBBBBB12345678901.npy', 'TRCCCCC12345678901.npy']
+    assert files[0] == data_path / 'spec' / 'A' / 'A' / 'A' / 'TRAAAAW128F429D538.npy'
+    for file, audio in zip(files, sorted(p for p in audio_dir.rglob('TR*') if 'DDD' not in p.name)):
+        mel = np.load(file)
+        expected, n_samples = direct_librosa(audio)
+        assert mel.dtype == np.float32 and mel.shape == (128, 1 + n_samples // 512)
+        np.testing.assert_allclose(mel, expected, atol=1e-5)
+    out = capsys.readouterr().out
+    assert 'FAILED' in out and 'TRDDDDD12345678901.wav' in out
+    assert 'TRDDDDD12345678901.wav' in (data_path / 'step0_report.json').read_text()
+    code, _, err = run_script('step0_mel_spectrogram.py', audio_dir, data_path)
+    assert code == 1 and 'Traceback' not in err
+
+
+def test_step0_resumes_without_recomputing(audio_dir, tmp_path):
+    data_path = tmp_path / 'data'
+    step0_mel_spectrogram.main(['run', str(audio_dir), str(data_path), '--workers', '1'])
+    done, redo = spec_files(data_path)[:2]
+    os.utime(done, (1_000_000, 1_000_000))  # an old mtime: a recompute would change it
+    expected = np.load(redo)
+    os.remove(redo)
+    partial = Path(preprocess_utils.partial_path(str(redo)))
+    partial.write_bytes(b'interrupted write')
+    step0_mel_spectrogram.main(['run', str(audio_dir), str(data_path), '--workers', '2'])
+    assert os.path.getmtime(done) == 1_000_000
+    np.testing.assert_array_equal(np.load(redo), expected)
+    assert not partial.exists()
+    assert len(spec_files(data_path)) == 3
+
+
+def test_step0_float16_and_compute_mel_on_arrays(audio_dir, tmp_path):
+    data_path = tmp_path / 'data'
+    step0_mel_spectrogram.main(['run', str(audio_dir), str(data_path), '--workers', '1', '--float16'])
+    assert all(np.load(f).dtype == np.float16 for f in spec_files(data_path))
+    wave = np.sin(np.linspace(0, 2000, 22050)).astype(np.float32)
+    mel = step0_mel_spectrogram.compute_mel(wave)
+    assert mel.shape == (128, 1 + 22050 // 512) and mel.dtype == np.float32
+
+
+def test_bad_arguments_exit_2_without_traceback(tmp_path):
+    code, _, err = run_script('step0_mel_spectrogram.py', tmp_path / 'nowhere', tmp_path)
+    assert code == 2 and err.startswith('error: ') and 'Traceback' not in err
+    code, _, err = run_script('step3_taste_profile.py', tmp_path)
+    assert code == 2 and 'train_ids.npy' in err and 'step1_data_split.py' in err
+
+
+def test_artist_split_reshuffles_until_every_split_has_enough():
+    counts = np.zeros((20, 2), dtype=np.int64)
+    counts[:, 0] = 4
+    counts[[3, 8, 15], 1] = 5  # tag 1 needs these three artists in three different splits
+    artist_split, shuffles = step1_data_split.split_artists(counts, 5, seed=0, max_tries=1000)
+    assert shuffles > 1 and sorted(artist_split[[3, 8, 15]]) == [0, 1, 2]
+    assert np.bincount(artist_split).tolist() == [14, 3, 3]
+    again, _ = step1_data_split.split_artists(counts, 5, seed=0, max_tries=1000)
+    np.testing.assert_array_equal(again, artist_split)
+    assert step1_data_split.split_artists(counts, 6, seed=0, max_tries=5)[0] is None
+
+
+def test_music_vectors_load_from_a_model_or_keyed_vectors(raw_data, tmp_path):
+    from gensim.models import Word2Vec
+
+    model = Word2Vec.load(str(raw_data.path / 'music_w2v' / 'model_semeval_trigrams_300.model'))
+    model.wv.save(str(tmp_path / 'music.kv'))
+    loaded = preprocess_utils.load_keyed_vectors(str(tmp_path / 'music.kv'), '--music_path')
+    np.testing.assert_array_equal(loaded['smooth_jazz'], model.wv['smooth_jazz'])
