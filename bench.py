@@ -9,6 +9,8 @@
   per-tag loops (cosine per tag, sklearn precision_score per tag, roc_auc_score / average_precision_score).
 - crop: one 173-frame chunk from a memory-mapped spectrogram vs np.load of the whole file (30 s and 10 min songs).
 - train: one training step of the full-width acoustic model at batch 128 (samples per second on this machine).
+- search: query latency over 1 million random 256-d songs, exact vs approximate FAISS indexes, with the recall@10
+  of the approximate ones (search_bench.py; ~2 minutes and ~3 GB).
 """
 import argparse
 import os
@@ -133,7 +135,13 @@ def bench_train(batch=128):
           f'samples/s on {torch.get_num_threads()} threads')
 
 
-BENCHES = {'negatives': bench_negatives, 'metrics': bench_metrics, 'crop': bench_crop, 'train': bench_train}
+def bench_search():
+    from search_bench import bench_query_latency
+    bench_query_latency()
+
+
+BENCHES = {'negatives': bench_negatives, 'metrics': bench_metrics, 'crop': bench_crop, 'train': bench_train,
+           'search': bench_search}
 
 if __name__ == '__main__':
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

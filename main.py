@@ -55,55 +55,60 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = parser.add_argument
-    add('--num_workers', type=int, default=0)
-    add('--mode', type=str, default='TRAIN', choices=['TRAIN', 'TEST'])
+    add('--num_workers', type=int, default=0, help='DataLoader worker processes')
+    add('--mode', type=str, default='TRAIN', choices=['TRAIN', 'TEST'], help='train, or test a checkpoint')
 
     model = parser.add_argument_group('model parameters (the original\'s)')
-    model.add_argument('--batch_size', type=int, default=128)
+    model.add_argument('--batch_size', type=int, default=128, help='triplets per step (eval: batch_size // num_chunk songs)')
     model.add_argument('--num_chunk', type=int, default=8, help='chunks averaged per song in evaluation')
     model.add_argument('--input_length', type=int, default=173, help='frames per chunk (173 = ~4 s)')
-    model.add_argument('--margin', type=float, default=0.4)
-    model.add_argument('--input_type', type=str, default='spec', choices=['spec', 'cf', 'hybrid'])
-    model.add_argument('--w2v_type', type=str, default='google', choices=['google', 'music'])
+    model.add_argument('--margin', type=float, default=0.4, help='cosine triplet margin')
+    model.add_argument('--input_type', type=str, default='spec', choices=['spec', 'cf', 'hybrid'],
+                       help='song branch: acoustic, cultural (CF) or both')
+    model.add_argument('--w2v_type', type=str, default='google', choices=['google', 'music'],
+                       help='word vectors of the tags: <w2v_type>_emb.pkl')
     model.add_argument('--is_balanced', type=str2bool, default=False, help='draw anchor tags uniformly')
     model.add_argument('--is_weighted', type=str2bool, default=False, help='distance-weighted negatives')
     model.add_argument('--is_subset', type=str2bool, default=False, help='read the sub_* split files')
 
     train = parser.add_argument_group('training parameters (the original\'s)')
-    train.add_argument('--n_epochs', type=int, default=200)
+    train.add_argument('--n_epochs', type=int, default=200, help='epochs of --epoch_size samples')
     train.add_argument('--gpu_id', type=str, default='0', help='GPU indices (e.g. 0 or 0,1); CPU when none')
-    train.add_argument('--lr', type=float, default=1e-4)
-    train.add_argument('--model_save_path', type=str, default='./checkpoints')
+    train.add_argument('--lr', type=float, default=1e-4, help='Adam learning rate')
+    train.add_argument('--model_save_path', type=str, default='./checkpoints',
+                       help='best.ckpt, last.ckpt, config.json and logs go here')
     train.add_argument('--model_load_path', type=str, default='.', help='checkpoint to TEST')
-    train.add_argument('--data_path', type=str, default='.')
+    train.add_argument('--data_path', type=str, default='.', help='folder of the split files (README: data layout)')
     train.add_argument('--neptune_project', type=str, default='.', help='workspace/project; enables Neptune')
     train.add_argument('--neptune_api_key', type=str, default='.', help='enables Neptune')
 
     new = parser.add_argument_group('added by this reimplementation')
-    new.add_argument('--seed', type=int, default=0)
+    new.add_argument('--seed', type=int, default=0, help='seeds torch, numpy and every training draw')
     new.add_argument('--epoch_size', type=int, default=10000, help='training samples per epoch')
     new.add_argument('--n_channels', type=int, default=128, help='CNN base width (layers use 1x,2x,4x)')
-    new.add_argument('--weight_decay', type=float, default=1e-4)
-    new.add_argument('--loss', type=str, default='triplet', choices=['triplet', 'infonce'])
+    new.add_argument('--weight_decay', type=float, default=1e-4, help='Adam weight decay')
+    new.add_argument('--loss', type=str, default='triplet', choices=['triplet', 'infonce'],
+                     help='cosine triplet margin loss, or InfoNCE over in-batch songs')
     new.add_argument('--temperature', type=float, default=0.07, help='initial InfoNCE temperature (learned)')
     new.add_argument('--zeroshot_tags', type=str, default=None,
                      help='file of tags (one a line) or a count drawn with --seed: never training anchors')
     new.add_argument('--accelerator', type=str, default='auto', help='auto, cpu, gpu, cuda, mps...')
     new.add_argument('--devices', type=devices_arg, default=None,
-                     help='count or list; default: --gpu_id on a GPU, 1 on CPU')
-    new.add_argument('--num_nodes', type=int, default=1)
+                     help='count or list; None: --gpu_id on a GPU, 1 on CPU')
+    new.add_argument('--num_nodes', type=int, default=1, help='machines for multi-node DDP')
     new.add_argument('--strategy', type=str, default='auto', help='auto, ddp, ddp_spawn, ...')
     new.add_argument('--precision', type=str, default='32-true', help='32-true, 16-mixed, bf16-mixed')
     new.add_argument('--ckpt_path', type=str, default=None, help='resume TRAIN from this checkpoint')
     new.add_argument('--logger', type=str, default=None, choices=['tensorboard', 'csv', 'neptune', 'none'],
-                     help='default: neptune when --neptune_project/--neptune_api_key are given, else tensorboard')
-    new.add_argument('--neptune_mode', type=str, default='async', choices=['async', 'offline', 'debug'])
+                     help='None: neptune when --neptune_project/--neptune_api_key are given, else tensorboard')
+    new.add_argument('--neptune_mode', type=str, default='async', choices=['async', 'offline', 'debug'],
+                     help='offline records under .neptune/ with no network')
     new.add_argument('--result_path', type=str, default=None,
-                     help='where TEST writes per_tag.csv, summary.json, scores.npy (default: <checkpoint dir>/test)')
-    new.add_argument('--max_steps', type=int, default=-1)
-    new.add_argument('--limit_train_batches', type=int_or_float, default=1.0)
-    new.add_argument('--limit_val_batches', type=int_or_float, default=1.0)
-    new.add_argument('--limit_test_batches', type=int_or_float, default=1.0)
+                     help='where TEST writes per_tag.csv, summary.json, scores.npy; None: <checkpoint dir>/test')
+    new.add_argument('--max_steps', type=int, default=-1, help='stop after this many steps (-1: no limit)')
+    new.add_argument('--limit_train_batches', type=int_or_float, default=1.0, help='batches (int) or fraction per epoch')
+    new.add_argument('--limit_val_batches', type=int_or_float, default=1.0, help='batches (int) or fraction per validation')
+    new.add_argument('--limit_test_batches', type=int_or_float, default=1.0, help='batches (int) or fraction in TEST')
     return parser
 
 
@@ -209,10 +214,13 @@ def resolve_zeroshot(config, data, checkpoint_config=None):
 def print_summary(summary, title):
     print(f'\n{title}')
     print(f'{"":<24}{"MAP":>8}{"P@10":>8}{"ROC-AUC":>9}{"tags":>6}')
-    rows = [('all', summary['all'])] + [(f'{g}: {k}', v) for g, d in summary.items() if g != 'all'
-                                         for k, v in d.items()]
+    rows = [('all', summary['all'])] + [(f'{g}: {k}', v) for g, d in summary.items()
+                                         if g not in ('all', 'random_baseline') for k, v in d.items()]
     for name, m in rows:
         print(f'{name:<24}{m["map"]:>8.4f}{m["p@10"]:>8.4f}{m["roc_auc"]:>9.4f}{m["n_tags"]:>6}')
+    baseline = summary.get('random_baseline', {}).get('map')
+    if baseline is not None:
+        print(f'{"random scores (expected)":<24}{baseline:>8.4f}{baseline:>8.4f}{0.5:>9.4f}')
 
 
 @exit_on_user_error

@@ -142,10 +142,13 @@ class Solver(pl.LightningModule):
         if dm.unseen_tags:
             groups['zeroshot'] = np.where(dm.seen_mask, 'seen', 'unseen')
         summary = summarise(per_tag, groups)
+        # what scores drawn at random would reach: MAP and P@10 both equal a tag's prevalence in expectation
+        defined = np.isfinite(per_tag['ap'])
+        summary['random_baseline'] = {'map': float(labels.mean(axis=1)[defined].mean()) if defined.any() else None}
         for name in ('p@10', 'roc_auc', 'map'):
             self.log(name, summary['all'][name], prog_bar=True, sync_dist=False)
         for group_name, by_group in summary.items():
-            if group_name != 'all':
+            if group_name not in ('all', 'random_baseline'):
                 for group, values in by_group.items():
                     self.log(f'{stage}/map/{group_name}/{group}', values['map'], sync_dist=False)
         self.last_eval = {'scores': scores, 'labels': labels, 'per_tag': per_tag, 'summary': summary}

@@ -1,0 +1,213 @@
+"""search.py: the index answers exactly what a brute-force cosine ranking of the evaluation's song embeddings
+answers, multi-word queries, unknown words, --json, interactive mode, approximate indexes, resume, audio folders."""
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import main as cli
+import search
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def ckpt(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp('search_ck')
+    callback = cli.main(cli.build_parser().parse_args([
+        '--data_path', dataset['root'], '--model_save_path', str(out), '--n_epochs', '1', '--logger', 'none',
+        '--n_channels', '8', '--batch_size', '32', '--epoch_size', '64', '--num_chunk', '4', '--lr', '1e-3']))
+    return callback.best_model_path
+
+
+@pytest.fixture(scope='module')
+def words(dataset, tmp_path_factory):
+    """Full word vectors in word2vec binary format: the tags' own vectors plus other words and a phrase."""
+    from gensim.models import KeyedVectors
+    with open(os.path.join(dataset['root'], 'google_emb.pkl'), 'rb') as f:
+        tag_vectors = pickle.load(f)
+    rng = np.random.default_rng(7)
+    dim = len(next(iter(tag_vectors.values())))
+    extra = ['piano', 'guitar', 'smooth_jazz', 'Violin', 'pianos', 'drums']
+    kv = KeyedVectors(dim)
+    kv.add_vectors(list(tag_vectors) + extra,
+                   np.stack([tag_vectors[t] for t in tag_vectors] + [rng.standard_normal(dim) for _ in extra])
+                   .astype(np.float32))
+    path = str(tmp_path_factory.mktemp('search_w2v') / 'words.bin')
+    kv.save_word2vec_format(path, binary=True)
+    return {'path': path, 'kv': kv, 'tags': tag_vectors}
+
+
+def index(*argv):
+    return search.main(['index', *[str(a) for a in argv]])
+
+
+@pytest.fixture(scope='module')
+def test_index(dataset, ckpt, words, tmp_path_factory):
+    path = tmp_path_factory.mktemp('search_index') / 'idx'
+    index('--model_load_path', ckpt, '--data_path', dataset['root'], '--split', 'test', '--index_path', path,
+          '--w2v_path', words['path'])
+    return str(path)
+
+
+def full_model(ckpt):
+    model, _, _, _ = search.load_model(ckpt)
+    return model
+
+
+def brute_force(ckpt, embeddings, vectors):
+    """numpy cosine ranking: mean word vector -> tag branch (eval) -> cosine with every song embedding."""
+    with torch.no_grad():
+        query = full_model(ckpt).word_to_embedding(torch.from_numpy(np.mean(vectors, axis=0, keepdims=True)))
+    query = query.numpy()[0]
+    emb = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    return emb @ (query / np.linalg.norm(query))
+
+
+def assert_same_top_k(result, scores, track_ids, k):
+    """Same scores rank by rank, and the same track wherever the score is not tied with a neighbour."""
+    order = np.argsort(-scores, kind='stable')[:k]
+    got = result['results']
+    assert len(got) == k
+    assert np.allclose([h['score'] for h in got], scores[order], atol=1e-5)
+    for hit, expected in zip(got, order):
+        if hit['track_id'] != track_ids[expected]:
+            assert abs(scores[track_ids.index(hit['track_id'])] - scores[expected]) < 1e-5  # a tie
+    assert {h['track_id'] for h in got} <= set(track_ids)
+
+
+def test_queries_match_evaluation_and_brute_force(dataset, ckpt, words, test_index, tmp_path):
+    # the evaluation's own scores (main.py TEST): tags x test songs, in test_ids order
+    cli.main(cli.build_parser().parse_args(['--mode', 'TEST', '--data_path', dataset['root'], '--model_load_path',
+                                            ckpt, '--result_path', str(tmp_path / 'res')]))  # --num_chunk 8
+    eval_scores = np.load(tmp_path / 'res' / 'scores.npy')
+    test_ids = [e.split('//')[1] for e in dataset['splits']['test']]
+    searcher = search.Searcher(test_index)
+    assert list(searcher.track_ids) == test_ids
+    for i, tag in enumerate(dataset['tags']):
+        result = searcher.search(tag, k=5)
+        assert result['terms'] == [tag]
+        assert_same_top_k(result, eval_scores[i], test_ids, 5)
+        for hit in result['results']:  # tags of each hit are the song's tags in binaries.npy
+            row = int(dataset['splits']['test'][test_ids.index(hit['track_id'])].split('//')[0])
+            assert hit['tags'] == [t for t, b in zip(dataset['tags'], dataset['binaries'][row]) if b]
+
+    embeddings = np.load(os.path.join(test_index, 'embeddings.npy'))
+    kv, tag_vectors = words['kv'], words['tags']
+    queries = {'tag01 tag03': [tag_vectors['tag01'], tag_vectors['tag03']],
+               'tag02, piano': [tag_vectors['tag02'], kv['piano']],
+               'smooth jazz piano': [kv['smooth_jazz'], kv['piano']],  # a phrase stored as smooth_jazz: one term
+               'violin': [kv['Violin']]}
+    for text, vectors in queries.items():
+        result = searcher.search(text, k=7)
+        assert len(result['terms']) == len(vectors)
+        assert_same_top_k(result, brute_force(ckpt, embeddings, vectors), test_ids, 7)
+    assert searcher.search('smooth jazz piano')['terms'] == ['smooth_jazz', 'piano']
+
+
+def test_unknown_word_is_one_clear_line(test_index, capsys):
+    with pytest.raises(SystemExit) as e:
+        search.main(['query', '--index_path', test_index, '--query', 'tag01 pianno'])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert len(err.strip().splitlines()) == 1 and 'Traceback' not in err, err
+    assert "unknown word 'pianno'" in err and 'nearest known words: piano' in err, err
+
+
+def test_unknown_word_without_full_vectors_names_the_tags(test_index, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        search.main(['query', '--index_path', test_index, '--query', 'tagg03', '--w2v_path', str(tmp_path / 'no.bin')])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "unknown word 'tagg03'" in err and 'no full word vectors' in err and 'tag03' in err, err
+
+
+def test_json_and_interactive_cli(test_index, capsys):
+    assert search.main(['query', '--index_path', test_index, '--query', 'tag00', '--k', '3', '--json']) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result['terms'] == ['tag00'] and len(result['results']) == 3
+    assert all({'track_id', 'score', 'tags'} <= set(hit) for hit in result['results'])
+    assert isinstance(result['results'][0]['tags'], list) and isinstance(result['results'][0]['score'], float)
+
+    # interactive: one result per line, a misspelt word only prints its message, an empty line ends
+    script = os.path.join(ROOT, 'search.py')
+    out = subprocess.run([sys.executable, script, 'query', '--index_path', test_index, '--json', '--k', '2'],
+                         input='tag01\npianno\nguitar drums\n\nnever read\n', capture_output=True, text=True,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r['query'] for r in lines] == ['tag01', 'guitar drums']
+    assert out.stderr.count("unknown word 'pianno'") == 1 and 'Traceback' not in out.stderr
+
+
+def recall(approx, exact, queries, k):
+    hits = [len({h['track_id'] for h in approx.search(q, k)['results']}
+                & {h['track_id'] for h in exact.search(q, k)['results']}) / k for q in queries]
+    return float(np.mean(hits))
+
+
+def test_approximate_indexes_build_and_answer(dataset, ckpt, words, tmp_path, capsys):
+    ivf = tmp_path / 'ivf'
+    index('--model_load_path', ckpt, '--data_path', dataset['root'], '--index_path', ivf, '--index_type', 'ivf',
+          '--nlist', 6, '--nprobe', 2, '--w2v_path', words['path'])
+    meta = json.load(open(ivf / 'meta.json'))
+    assert meta['index']['type'] == 'ivf' and meta['index']['nlist'] == 6 and meta['n_songs'] == len(dataset['ids'])
+    # the same songs as flat and hnsw: the embeddings are reused, not recomputed
+    for kind in ('flat', 'hnsw'):
+        shutil.copytree(ivf, tmp_path / kind)
+        capsys.readouterr()
+        index('--model_load_path', ckpt, '--data_path', dataset['root'], '--index_path', tmp_path / kind,
+              '--index_type', kind)
+        assert 'reusing the 96 song embeddings' in capsys.readouterr().err
+    exact = search.Searcher(str(tmp_path / 'flat'))
+    queries = list(dataset['tags']) + ['tag01 tag04', 'piano', 'guitar, tag05', 'smooth jazz']
+    assert recall(search.Searcher(str(ivf)), exact, queries, 10) >= 0.5
+    assert recall(search.Searcher(str(ivf), nprobe=6), exact, queries, 10) == 1.0  # every list: exact
+    assert recall(search.Searcher(str(tmp_path / 'hnsw')), exact, queries, 10) >= 0.9
+
+
+def test_interrupted_build_resumes(dataset, ckpt, test_index, tmp_path, monkeypatch, capsys):
+    calls = []
+    real = search.write_progress
+
+    def interrupt_after_two(path, progress):
+        real(path, progress)
+        calls.append(progress['done'])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(search, 'write_progress', interrupt_after_two)
+    argv = ['--model_load_path', ckpt, '--data_path', dataset['root'], '--split', 'test', '--index_path',
+            tmp_path / 'idx', '--batch_size', 32]  # 32 chunks: 4 songs a batch
+    with pytest.raises(KeyboardInterrupt):
+        index(*argv)
+    assert not os.path.exists(tmp_path / 'idx' / 'meta.json')
+    monkeypatch.setattr(search, 'write_progress', real)
+    capsys.readouterr()
+    index(*argv)
+    assert f'resuming: 8 of {len(dataset["splits"]["test"])} songs already embedded' in capsys.readouterr().err
+    assert np.allclose(np.load(tmp_path / 'idx' / 'embeddings.npy'),
+                       np.load(os.path.join(test_index, 'embeddings.npy')), atol=1e-5)
+    assert not os.path.exists(tmp_path / 'idx' / '.progress.json')
+
+
+def test_audio_folder(dataset, ckpt, tmp_path):
+    import soundfile
+    audio = tmp_path / 'music' / 'album'
+    audio.mkdir(parents=True)
+    t = np.arange(3 * 22050) / 22050
+    for i, freq in enumerate((220, 440, 880)):
+        soundfile.write(audio / f'song{i}.wav', 0.3 * np.sin(2 * np.pi * freq * t), 22050)
+    (audio / 'broken.wav').write_bytes(b'not audio')
+    index('--model_load_path', ckpt, '--audio_dir', tmp_path / 'music', '--data_path', dataset['root'],
+          '--index_path', tmp_path / 'idx')
+    assert np.load(tmp_path / 'idx' / 'mel' / 'album__song0.npy').shape[0] == 128
+    result = search.Searcher(str(tmp_path / 'idx')).search('tag02', k=5)
+    assert sorted(h['track_id'] for h in result['results']) == ['album/song0', 'album/song1', 'album/song2']
+    assert all(h['path'].endswith('.wav') and h['tags'] == [] for h in result['results'])
