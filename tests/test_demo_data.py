@@ -1,0 +1,134 @@
+"""make_demo_data.py: a small demo build has the MSD500 raw files, the preprocessed splits and vectors,
+and a second build of the same seed, interrupted and resumed, gives the same data.
+
+Two 60-song builds (~30 s each on 2 cores), shared by all tests of this module.
+"""
+import os
+import pickle
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from make_demo_data import CATEGORIES, W2V_SIZE  # noqa: E402
+from preprocess_utils import spec_path  # noqa: E402
+
+BUILD = [sys.executable, os.path.join(ROOT, 'make_demo_data.py'), '--n_songs', '60', '--threshold', '1',
+         '--seed', '0', '--workers', '2']
+SPLITS = ('train', 'valid', 'test')
+
+
+def build(out):
+    result = subprocess.run(BUILD + ['--out', out], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp('demo') / 'demo')
+    build(out)
+    return out
+
+
+@pytest.fixture(scope='module')
+def resumed_demo(tmp_path_factory, demo):
+    """The same build killed part-way (with its workers and step subprocesses), then rerun."""
+    out = str(tmp_path_factory.mktemp('demo_resumed') / 'demo')
+    first = subprocess.Popen(BUILD + ['--out', out], cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    rendered = os.path.join(out, '.build', 'render')
+    deadline = time.time() + 60
+    while first.poll() is None and time.time() < deadline and (
+            not os.path.isdir(rendered) or len(os.listdir(rendered)) < 20):  # kill in the middle of rendering
+        time.sleep(0.2)
+    if first.poll() is None:
+        os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert not os.path.exists(os.path.join(out, 'demo_report.md'))  # it was interrupted
+    build(out)
+    return out
+
+
+def load(path):
+    if path.endswith('.npy'):
+        return np.load(path)
+    with open(path, 'rb') as f:
+        return pickle.load(f)
+
+
+def split_ids(out):
+    return {name: [str(e) for e in np.load(os.path.join(out, f'{name}_ids.npy'))] for name in SPLITS}
+
+
+def test_msd500_files(demo):
+    tags = pd.read_csv(os.path.join(demo, 'msd500', 'track_tags.tsv'), sep='\t', header=None, dtype=str,
+                       keep_default_na=False)
+    assert tags.shape[1] == 5  # song_id, original_tag, cleaned_tag, tag_category, score
+    scores = tags[4].astype(int)
+    assert scores.between(0, 100).all() and (scores < 50).any() and (scores >= 50).mean() > 0.9
+    assert tags[0].str.fullmatch(r'TR[A-Z0-9]{16}').all()
+    assert set(tags[3]) <= set(CATEGORIES) and len(set(tags[3])) >= 3  # 5+ at the default size
+    assert (tags[2] == tags[2].str.lower()).all()
+    artists = load(os.path.join(demo, 'msd500', 'song_to_artist.pkl'))
+    assert set(tags[0]) <= set(artists) and all(re.fullmatch(r'AR[A-Z0-9]{16}', a) for a in artists.values())
+    plays = pd.read_csv(os.path.join(demo, 'msd500', 'SIMULATED_taste_profile.tsv'), sep='\t', header=None)
+    assert plays.shape[1] == 3 and (plays[2] > 0).all() and set(plays[1]) >= set(tags[0])
+    assert not os.path.exists(os.path.join(demo, 'audio'))  # deleted after step 0 without --keep_audio
+
+
+def test_kept_tags_have_known_categories(demo):
+    categories = pd.read_csv(os.path.join(demo, 'tag_categories.tsv'), sep='\t', header=None, dtype=str)
+    tags = [str(t) for t in np.load(os.path.join(demo, 'tags.npy'))]
+    assert list(categories[0]) == tags and set(categories[1]) <= set(CATEGORIES)
+
+
+def test_spectrograms(demo):
+    for entry in np.load(os.path.join(demo, 'existing_ids.npy')):
+        spec = np.load(spec_path(demo, str(entry)), mmap_mode='r')
+        assert spec.shape[0] == 128 and spec.shape[1] >= 861 and spec.dtype == np.float16  # >= 20 s
+
+
+def test_splits_are_artist_disjoint(demo):
+    ids = split_ids(demo)
+    n_songs = len(np.load(os.path.join(demo, 'binaries.npy')))
+    rows = sorted(int(e.split('//')[0]) for name in SPLITS for e in ids[name])
+    assert rows == list(range(n_songs)) and all(ids[name] for name in SPLITS)
+    artist_of = load(os.path.join(demo, 'msd500', 'song_to_artist.pkl'))
+    artists = [{artist_of[e.split('//')[1]] for e in ids[name]} for name in SPLITS]
+    assert not (artists[0] & artists[1] or artists[0] & artists[2] or artists[1] & artists[2])
+
+
+def test_vectors_and_item_factors(demo):
+    tags = [str(t) for t in np.load(os.path.join(demo, 'tags.npy'))]
+    google, music = load(os.path.join(demo, 'google_emb.pkl')), load(os.path.join(demo, 'music_emb.pkl'))
+    assert list(google) == tags and list(music) == tags
+    assert {v.shape for v in google.values()} == {(50,)} and {v.shape for v in music.values()} == {(W2V_SIZE,)}
+    cf = np.load(os.path.join(demo, 'ix_to_cf.npy'))
+    assert cf.shape == (len(np.load(os.path.join(demo, 'binaries.npy'))), 200) and np.isfinite(cf).all()
+    report = open(os.path.join(demo, 'demo_report.md')).read()
+    assert 'SIMULATED' in report and 'PDDL' in report
+
+
+def test_same_seed_same_data_after_resume(demo, resumed_demo):
+    for name in ['tags.npy', 'binaries.npy', 'existing_ids.npy', 'train_tag_to_ix.pkl', 'google_emb.pkl',
+                 'music_emb.pkl', 'ix_to_cf.npy', 'msd500/song_to_artist.pkl']:
+        a, b = load(os.path.join(demo, name)), load(os.path.join(resumed_demo, name))
+        if isinstance(a, dict):
+            assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a), name
+        else:
+            assert np.array_equal(a, b), name
+    assert split_ids(demo) == split_ids(resumed_demo)
+    for name in ['msd500/track_tags.tsv', 'msd500/SIMULATED_taste_profile.tsv', 'tag_categories.tsv']:
+        assert open(os.path.join(demo, name)).read() == open(os.path.join(resumed_demo, name)).read(), name
+    for entry in np.load(os.path.join(demo, 'existing_ids.npy')):
+        a = np.load(spec_path(demo, str(entry))).astype(np.float32)
+        b = np.load(spec_path(resumed_demo, str(entry))).astype(np.float32)
+        np.testing.assert_allclose(a, b, atol=1e-5)
