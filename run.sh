@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Train the acoustic model with balanced-weighted sampling (the paper's best setting), then TEST its best checkpoint.
+#   bash run.sh                                  # embedded demo dataset: set up, build it if missing, train, test
+#   DATA_PATH=/data/msd100 bash run.sh           # your data (e.g. the released splits): the original's settings
+#   INPUT_TYPE=hybrid NEPTUNE_PROJECT=me/tags NEPTUNE_API_KEY=... bash run.sh
+# Environment: DATA_PATH, MODEL_SAVE_PATH, INPUT_TYPE (spec|cf|hybrid), W2V_TYPE (google|music), IS_SUBSET,
+# NEPTUNE_PROJECT, NEPTUNE_API_KEY, EXTRA_ARGS (any other main.py flags, e.g. "--n_epochs 50 --devices 2").
+# On the demo without a GPU it uses a 2-core CPU budget (a CNN of base width 32 instead of 128, batch 64, 8 epochs
+# of 2,048 samples, lr 1e-3: about 10 minutes of training); with a GPU, or on your data, the original's settings.
+set -euo pipefail
+cd "$(dirname "$0")"
+bash setup.sh
+PY=.venv/bin/python
+DEMO=data/demo
+DATA_PATH=${DATA_PATH:-$DEMO}
+INPUT_TYPE=${INPUT_TYPE:-spec}
+W2V_TYPE=${W2V_TYPE:-google}
+MODEL_SAVE_PATH=${MODEL_SAVE_PATH:-./checkpoints/b-w-$INPUT_TYPE-$W2V_TYPE}
+if [ "$DATA_PATH" = "$DEMO" ]; then
+  $PY make_demo_data.py --out "$DEMO"   # resumes an interrupted build; returns at once when it is complete
+fi
+budget=()
+if [ "$DATA_PATH" = "$DEMO" ] && ! $PY -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
+  budget=(--n_channels 32 --batch_size 64 --epoch_size 2048 --n_epochs 8 --lr 1e-3)
+fi
+neptune=()
+[ -n "${NEPTUNE_PROJECT:-}" ] && neptune+=(--neptune_project "$NEPTUNE_PROJECT")
+[ -n "${NEPTUNE_API_KEY:-}" ] && neptune+=(--neptune_api_key "$NEPTUNE_API_KEY")
+common=(--input_type "$INPUT_TYPE" --w2v_type "$W2V_TYPE" --is_subset "${IS_SUBSET:-False}" --data_path "$DATA_PATH")
+# shellcheck disable=SC2086
+$PY -u main.py \
+  --mode TRAIN \
+  --is_weighted True \
+  --is_balanced True \
+  "${common[@]}" \
+  --model_save_path "$MODEL_SAVE_PATH" \
+  "${budget[@]}" "${neptune[@]}" ${EXTRA_ARGS:-}
+# shellcheck disable=SC2086
+$PY -u main.py --mode TEST "${common[@]}" --model_load_path "$MODEL_SAVE_PATH/best.ckpt" \
+  --result_path "$MODEL_SAVE_PATH/test" ${EXTRA_ARGS:-}
