@@ -129,6 +129,17 @@ def metric_rows(out, names, labels):
 HEADER = ['model', 'seeds', 'MAP', 'P@10', 'ROC-AUC', 'random MAP', 'paper MAP / P@10 (MSD100)']
 
 
+def save_figure(fig, ax, path, xlabel, ylabel, title):
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
 def category_figure(out, names, labels):
     import matplotlib
     matplotlib.use('Agg')
@@ -149,12 +160,8 @@ def category_figure(out, names, labels):
         ax.bar(np.arange(len(categories)) + (k - (len(per_model) - 1) / 2) * width, means, width, yerr=stds,
                label=label, capsize=2)
     ax.set_xticks(np.arange(len(categories)), categories)
-    ax.set_ylabel('MAP')
-    ax.set_title('MAP per tag category (demo dataset, mean ± std over seeds)')
-    ax.legend()
-    fig.tight_layout()
-    path = os.path.join(out, 'category_map.png')
-    fig.savefig(path, dpi=120)
+    path = save_figure(fig, ax, os.path.join(out, 'category_map.png'), None, 'MAP',
+                       'MAP per tag category (demo dataset, mean ± std over seeds)')
     rows = [[c] + [fmt(per_model[label][c]) for label in per_model] for c in categories]
     write_table(out, 'table_category', ['category'] + list(per_model), rows)
     return path
@@ -177,14 +184,8 @@ def learning_curves(out, names):
                 steps = sorted(points)
                 ax.plot(steps, [points[x] for x in steps], marker='o', color=f'C{k}', alpha=0.8,
                         label=name.replace('_', '-') if s == 0 else None)
-    ax.set_xlabel('training step')
-    ax.set_ylabel('valid MAP')
-    ax.set_title('Learning curves (each line one seed)')
-    ax.legend()
-    fig.tight_layout()
-    path = os.path.join(out, 'learning_curves.png')
-    fig.savefig(path, dpi=120)
-    return path
+    return save_figure(fig, ax, os.path.join(out, 'learning_curves.png'), 'training step', 'valid MAP',
+                       'Learning curves (each line one seed)')
 
 
 def zeroshot_rows(out):
