@@ -132,3 +132,19 @@ def test_same_seed_same_data_after_resume(demo, resumed_demo):
         a = np.load(spec_path(demo, str(entry))).astype(np.float32)
         b = np.load(spec_path(resumed_demo, str(entry))).astype(np.float32)
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize('input_type', ['spec', 'cf', 'hybrid'])
+def test_short_train_then_test_on_the_demo(demo, tmp_path, input_type):
+    """Steps 0-3 produced everything the core reads: a short TRAIN, then TEST, of every input type."""
+    import main as cli
+    common = ['--data_path', demo, '--input_type', input_type, '--n_channels', '8', '--batch_size', '16',
+              '--num_chunk', '2']
+    checkpoint = cli.main(cli.build_parser().parse_args(
+        common + ['--model_save_path', str(tmp_path), '--epoch_size', '32', '--n_epochs', '1', '--logger', 'none',
+                  '--is_balanced', 'True', '--is_weighted', 'True']))
+    result = cli.main(cli.build_parser().parse_args(
+        common + ['--mode', 'TEST', '--model_load_path', checkpoint.best_model_path]))
+    n_tags = len(np.load(os.path.join(demo, 'tags.npy')))
+    assert np.load(tmp_path / 'test' / 'scores.npy').shape == (n_tags, len(np.load(os.path.join(demo, 'test_ids.npy'))))
+    assert 0 <= result['summary']['all']['map'] <= 1
