@@ -37,11 +37,13 @@ def negative_weights(tag_emb, song_emb, tag_index, song_labels, weighted):
 def sample_negatives(tag_emb, song_emb, tag_index, song_labels, weighted=False):
     """One negative per row: (negative song index (B,), rows that have one (B,) bool)."""
     weights = negative_weights(tag_emb, song_emb, tag_index, song_labels, weighted)
-    has_negative = weights.sum(dim=1) > 0
-    negative = torch.zeros(len(weights), dtype=torch.long, device=weights.device)
-    if has_negative.any():
-        negative[has_negative] = torch.multinomial(weights[has_negative], 1).squeeze(1)
-    return negative, has_negative
+    # inverse-CDF sampling: several times faster than torch.multinomial on small rows, and exact; with right=True
+    # the first cumulative weight above u * total always belongs to a song of positive weight
+    cumulative = weights.cumsum(dim=1)
+    total = cumulative[:, -1:]
+    u = torch.rand(total.shape, device=weights.device, dtype=cumulative.dtype) * total
+    negative = torch.searchsorted(cumulative, u, right=True).squeeze(1).clamp_max(weights.shape[1] - 1)
+    return negative, total.squeeze(1) > 0
 
 
 def triplet_loss(anchor, positive, negative, margin):
