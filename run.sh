@@ -5,8 +5,8 @@
 #   INPUT_TYPE=hybrid NEPTUNE_PROJECT=me/tags NEPTUNE_API_KEY=... bash run.sh
 # Environment: DATA_PATH, MODEL_SAVE_PATH, INPUT_TYPE (spec|cf|hybrid), W2V_TYPE (google|music), IS_SUBSET,
 # NEPTUNE_PROJECT, NEPTUNE_API_KEY, EXTRA_ARGS (any other main.py flags, e.g. "--n_epochs 50 --devices 2").
-# On the demo without a GPU it uses a 2-core CPU budget (a CNN of base width 32 instead of 128, batch 64, 8 epochs
-# of 2,048 samples, lr 1e-3: about 10 minutes of training); with a GPU, or on your data, the original's settings.
+# On the demo without a GPU it uses a 2-core CPU budget (a CNN of base width 32 instead of 128, batch 64, 4 epochs
+# of 2,048 samples, lr 1e-3: about 5 minutes of training); with a GPU, or on your data, the original's settings.
 set -euo pipefail
 cd "$(dirname "$0")"
 bash setup.sh
@@ -21,7 +21,7 @@ if [ "$DATA_PATH" = "$DEMO" ]; then
 fi
 budget=()
 if [ "$DATA_PATH" = "$DEMO" ] && ! $PY -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
-  budget=(--n_channels 32 --batch_size 64 --epoch_size 2048 --n_epochs 8 --lr 1e-3)
+  budget=(--n_channels 32 --batch_size 64 --epoch_size 2048 --n_epochs 4 --lr 1e-3)
 fi
 neptune=()
 [ -n "${NEPTUNE_PROJECT:-}" ] && neptune+=(--neptune_project "$NEPTUNE_PROJECT")
