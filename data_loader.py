@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from errors import UserError
-from preprocess_utils import spec_path
+from preprocess_utils import load_array, require_file, spec_path
 
 N_MELS = 128
 
@@ -28,27 +28,13 @@ def split_name(data_path, prefix, name):
     return os.path.join(data_path, prefix + name)
 
 
-def _require(path, fix):
-    if not os.path.isfile(path):
-        raise UserError(f'{path} not found; {fix}')
-    return path
-
-
-def _load_npy(path, fix, mmap_mode=None):
-    _require(path, fix)
-    try:
-        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
-    except ValueError as e:
-        raise UserError(f'{path} is not a readable .npy array ({e}); rebuild it with the preprocessing steps')
-
-
-def _load_pickle(path, fix):
-    _require(path, fix)
+def _load_pickle(path, what, builder):
+    require_file(path, what, f'build it with {builder}')
     try:
         with open(path, 'rb') as f:
             return pickle.load(f)
     except Exception as e:
-        raise UserError(f'{path} is not a readable pickle ({type(e).__name__}: {e}); rebuild it with {fix}')
+        raise UserError(f'{path} is not a readable pickle ({type(e).__name__}: {e}); rebuild it with {builder}')
 
 
 def parse_ids(ids, path, n_songs):
@@ -90,8 +76,8 @@ class SplitData:
         fix = 'check --data_path and --is_subset, or build it with step1_data_split.py'
         path = lambda name: split_name(data_path, self.prefix, name)  # noqa: E731
 
-        self.tags = np.asarray(_load_npy(path('tags.npy'), fix)).astype(str)
-        self.binaries = np.asarray(_load_npy(path('binaries.npy'), fix), dtype=np.float32)
+        self.tags = np.asarray(load_array(path('tags.npy'), 'tag vocabulary', fix)).astype(str)
+        self.binaries = np.asarray(load_array(path('binaries.npy'), 'tag labels', fix), dtype=np.float32)
         if self.binaries.ndim != 2 or self.binaries.shape[1] != len(self.tags):
             raise UserError(f"{path('binaries.npy')} has shape {self.binaries.shape}, expected (n_songs, "
                             f"{len(self.tags)}) to match {path('tags.npy')}; rebuild both with step1_data_split.py")
@@ -100,11 +86,11 @@ class SplitData:
         self.ids = {}
         for split in splits:
             file = path(f'{split}_ids.npy')
-            self.ids[split] = parse_ids(_load_npy(file, fix), file, len(self.binaries))
+            self.ids[split] = parse_ids(load_array(file, 'split file', fix), file, len(self.binaries))
 
         # word vectors are shared by every subset of one release, so (as in the original) they take no prefix
         w2v_file = os.path.join(data_path, f'{w2v_type}_emb.pkl')
-        vectors = _load_pickle(w2v_file, 'step2_word_embedding.py')
+        vectors = _load_pickle(w2v_file, 'tag word vectors', 'step2_word_embedding.py')
         missing = [t for t in self.tags if t not in vectors]
         if missing:
             raise UserError(f'{w2v_file} has no vector for {len(missing)} tag(s): {", ".join(missing[:10])}; '
@@ -117,7 +103,8 @@ class SplitData:
         self.cf_dim = None
         if input_type in ('cf', 'hybrid'):
             cf_file = path('ix_to_cf.npy')
-            self.cf = np.asarray(_load_npy(cf_file, 'build it with step3_taste_profile.py'), dtype=np.float32)
+            self.cf = np.asarray(load_array(cf_file, 'item factors', 'build it with step3_taste_profile.py'),
+                                 dtype=np.float32)
             if self.cf.ndim != 2 or len(self.cf) < len(self.binaries):
                 raise UserError(f'{cf_file} has shape {self.cf.shape}, expected ({len(self.binaries)}, dim): one '
                                 'row per row of binaries.npy; rebuild it with step3_taste_profile.py')

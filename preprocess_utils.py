@@ -24,7 +24,7 @@ def die(message):
 
 def require_file(path, what, fix):
     if not os.path.isfile(path):
-        die(f'{what} not found: {path} ({fix})')
+        die(f'{path} not found ({what}); {fix}')
 
 
 def load_array(path, what, fix, **kwargs):

@@ -265,6 +265,12 @@ def test_missing_file(own_data, tmp_path, capsys):
     expect_error(capsys, f'{root}/valid_ids.npy not found', '--data_path', root, '--logger', 'none')
 
 
+def test_truncated_file(own_data, capsys):
+    root, _ = own_data
+    (root / 'binaries.npy').write_bytes(b'')  # an interrupted copy: np.load raises EOFError
+    expect_error(capsys, f'{root}/binaries.npy is not a readable .npy array', '--data_path', root, '--logger', 'none')
+
+
 def test_missing_subset_file_names_the_prefix(own_data, capsys):
     root, _ = own_data
     expect_error(capsys, 'sub_tags.npy not found', '--data_path', root, '--is_subset', 'True')
