@@ -179,6 +179,10 @@ def check_checkpoint_fits(path, model_state, config, data):
     if ckpt_word_dim != data.word_dim:
         raise UserError(f'{path} expects {ckpt_word_dim}-d word vectors but {config.w2v_type}_emb.pkl has '
                         f'{data.word_dim}-d ones; pass the --w2v_type the model was trained with')
+    ckpt_cf_dim = model_dims(model_state, {})['cf_dim'] if found != 'spec' else None
+    if ckpt_cf_dim is not None and ckpt_cf_dim != data.cf_dim:
+        raise UserError(f'{path} expects {ckpt_cf_dim}-d item factors but ix_to_cf.npy of {data.data_path} has '
+                        f'{data.cf_dim}-d ones; use the data the model was trained on')
 
 
 def model_dims(model_state, hparams):

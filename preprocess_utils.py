@@ -94,18 +94,20 @@ def partial_path(path):
     return os.path.join(directory, f'.{name}.partial')
 
 
-def atomic_write_bytes(path, payload):
+def atomic_write(path, write):
+    """write(f) into a temporary file beside `path`, then rename: an interrupted write leaves no torn file."""
     tmp = partial_path(path)
     with open(tmp, 'wb') as f:
-        f.write(payload)
+        write(f)
     os.replace(tmp, path)
+
+
+def atomic_write_bytes(path, payload):
+    atomic_write(path, lambda f: f.write(payload))
 
 
 def atomic_save_npy(path, array):
-    tmp = partial_path(path)
-    with open(tmp, 'wb') as f:  # a file object keeps np.save from appending '.npy'
-        np.save(f, array)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.save(f, array))  # a file object keeps np.save from appending '.npy'
 
 
 def atomic_pickle(path, obj):

@@ -45,6 +45,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from errors import UserError, exit_on_user_error
+from preprocess_utils import atomic_write, atomic_write_bytes
 
 INDEX_FILE = 'songs.faiss'
 EMBEDDINGS_FILE = 'embeddings.npy'
@@ -62,14 +63,6 @@ SUGGESTION_VOCAB = 200_000  # nearest-word suggestions come from the most freque
 
 
 # ---------------------------------------------------------------------------------------------- small helpers
-def atomic_write(path, write):
-    """write(f) into a temporary file beside `path`, then rename: an interrupted write leaves no torn file."""
-    tmp = os.path.join(os.path.dirname(path), '.' + os.path.basename(path) + '.partial')
-    with open(tmp, 'wb') as f:
-        write(f)
-    os.replace(tmp, path)
-
-
 def read_json(path):
     if not os.path.isfile(path):
         return None
@@ -78,7 +71,7 @@ def read_json(path):
 
 
 def write_json(path, obj):
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, default=str).encode()))
+    atomic_write_bytes(path, json.dumps(obj, indent=1, default=str).encode())
 
 
 def file_sha1(path, block=1 << 20):
@@ -98,6 +91,12 @@ def default_nlist(n):
     return int(max(1, min(round(4 * np.sqrt(n)), n // 39)))
 
 
+def check_nlist(nlist, n):
+    if nlist and nlist > n:
+        raise UserError(f'--nlist {nlist} needs at least {nlist} songs to train on, the catalogue has {n}; '
+                        f'pass a smaller --nlist (default ~4*sqrt(n): {default_nlist(n)})')
+
+
 # ---------------------------------------------------------------------------------------------- FAISS
 def build_faiss_index(emb, index_type='flat', nlist=None, nprobe=32, hnsw_m=32, ef_construction=80, ef_search=64,
                       train_size=None, niter=20, seed=0, progress=False):
@@ -112,9 +111,7 @@ def build_faiss_index(emb, index_type='flat', nlist=None, nprobe=32, hnsw_m=32, 
         index = faiss.IndexFlatIP(dim)
     elif index_type == 'ivf':
         nlist = nlist or default_nlist(n)
-        if nlist > n:
-            raise UserError(f'--nlist {nlist} needs at least {nlist} songs to train on, the catalogue has {n}; '
-                            f'pass a smaller --nlist (default ~4*sqrt(n): {default_nlist(n)})')
+        check_nlist(nlist, n)
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.niter = niter
         index.cp.seed = seed
@@ -167,28 +164,15 @@ class AudioCatalogue:
         return self._files[track_id]
 
 
-def _mel_job(job):
-    """Worker: audio file -> cached log-mel .npy via step 0's compute_mel. Returns (audio path, error or None)."""
-    from step0_mel_spectrogram import compute_mel
-    audio_path, out_path = job
-    try:
-        mel = compute_mel(audio_path)
-        atomic_write(out_path, lambda f: np.save(f, mel))
-    except Exception as error:  # reported with the others; the rest of the folder goes on
-        return audio_path, f'{type(error).__name__}: {error}' if str(error) else type(error).__name__
-    return audio_path, None
-
-
 def audio_catalogue(audio_dir, index_path, workers):
     """Every audio file under audio_dir -> INDEX/mel/<id>.npy (kept between runs); track id = relative path
     without extension. Files that cannot be decoded are reported and left out."""
     from tqdm import tqdm
 
-    from step0_mel_spectrogram import AUDIO_EXTENSIONS
+    from step0_mel_spectrogram import AUDIO_EXTENSIONS, find_audio, run_jobs
     if not os.path.isdir(audio_dir):
         raise UserError(f'--audio_dir {audio_dir} is not a directory; pass the folder that holds the audio files')
-    files = sorted(os.path.join(d, f) for d, _, names in os.walk(audio_dir) for f in names
-                   if f.lower().endswith(AUDIO_EXTENSIONS) and not f.startswith('.'))
+    files = find_audio(audio_dir)
     if not files:
         raise UserError(f'no {"/".join(AUDIO_EXTENSIONS)} files under {audio_dir}')
     mel_dir = os.path.join(index_path, MEL_DIR)
@@ -203,23 +187,14 @@ def audio_catalogue(audio_dir, index_path, workers):
         track_ids.append(track_id)
         mel_files.append(mel_file)
         sources.append(os.path.abspath(path))
-        if not os.path.isfile(mel_file):
-            jobs.append((path, mel_file))
+        # recomputed when missing or older than its audio (an edited file must not keep its old spectrogram)
+        if not os.path.isfile(mel_file) or os.path.getmtime(mel_file) < os.path.getmtime(path):
+            jobs.append((path, mel_file, {}, np.float32))
     failed = {}
-    if jobs:
-        if workers > 1 and len(jobs) > 1:
-            from multiprocessing import Pool
-            pool = Pool(min(workers, len(jobs)))
-            results = pool.imap_unordered(_mel_job, jobs)
-        else:
-            pool, results = None, map(_mel_job, jobs)
-        try:
-            for path, error in tqdm(results, total=len(jobs), desc='mel spectrograms', unit='file'):
-                if error:
-                    failed[os.path.abspath(path)] = error
-        finally:
-            if pool is not None:
-                pool.terminate()
+    for path, error in tqdm(run_jobs(jobs, workers), total=len(jobs), desc='mel spectrograms', unit='file',
+                            disable=not jobs):
+        if error:
+            failed[os.path.abspath(path)] = error
     for path, error in sorted(failed.items()):
         print(f'warning: left out {path}: {error}', file=sys.stderr)
     keep = [i for i, source in enumerate(sources) if source not in failed]
@@ -272,24 +247,24 @@ def embed_songs(model, data, split, input_length, num_chunk, batch_size, num_wor
     partial = os.path.join(index_path, PARTIAL_FILE)
     progress_file = os.path.join(index_path, PROGRESS_FILE)
     done = 0
-    if not force and os.path.isfile(progress_file) and os.path.isfile(partial):
-        with open(progress_file) as f:
-            progress = json.load(f)
-        if progress.get('fingerprint') == fingerprint:
-            done = int(progress['done'])
+    progress = read_json(progress_file) if not force and os.path.isfile(partial) else None
+    if progress and progress.get('fingerprint') == fingerprint:
+        done = int(progress['done'])
     if done:
         out = np.lib.format.open_memmap(partial, mode='r+')
         print(f'resuming: {done} of {n} songs already embedded', file=sys.stderr)
     else:
         out = np.lib.format.open_memmap(partial, mode='w+', dtype=np.float32, shape=(n, EMBEDDING_DIM))
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    model = model.to(device)
     songs_per_batch = batch_size if data.input_type == 'cf' else max(1, batch_size // num_chunk)
     loader = DataLoader(Subset(dataset, range(done, n)), batch_size=songs_per_batch, shuffle=False,
                         num_workers=num_workers)
     with torch.inference_mode(), tqdm(total=n, initial=done, desc='embedding songs', unit='song') as bar:
         for batch in loader:
-            emb = F.normalize(model.chunks_to_embedding(batch['spec'], batch['cf']).float(), dim=-1)
+            emb = model.chunks_to_embedding(batch['spec'].to(device), batch['cf'].to(device))
             index = batch['index'].numpy()
-            out[index] = emb.numpy()
+            out[index] = F.normalize(emb.float(), dim=-1).cpu().numpy()
             out.flush()
             done = int(index[-1]) + 1
             write_progress(progress_file, {'fingerprint': fingerprint, 'done': done, 'n': n})
@@ -357,11 +332,6 @@ def build_index(args):
         data = SplitData(data_path, is_subset, w2v_type, input_type, splits)
         check_checkpoint_fits(args.model_load_path, state, SimpleNamespace(input_type=input_type, w2v_type=w2v_type),
                               data)
-        cf_dim = state['cf_fc1.weight'].shape[1] if 'cf_fc1.weight' in state else \
-            state['cat_fc1.weight'].shape[1] // 2 if 'cat_fc1.weight' in state else None
-        if cf_dim is not None and data.cf_dim != cf_dim:
-            raise UserError(f'{args.model_load_path} expects {cf_dim}-d item factors but ix_to_cf.npy of {data_path} '
-                            f'has {data.cf_dim}-d ones; index the data the model was trained on')
         split = args.split
         if split == 'all':  # the songs of every split, each once
             rows, track_ids, seen = [], [], set()
@@ -383,10 +353,8 @@ def build_index(args):
     checkpoint_sha1 = file_sha1(args.model_load_path)
     fingerprint = text_sha1([json.dumps(source, sort_keys=True), checkpoint_sha1, input_type, str(num_chunk),
                              str(input_length)])
-    if args.index_type == 'ivf' and args.nlist and args.nlist > len(track_ids):
-        raise UserError(f'--nlist {args.nlist} needs at least {args.nlist} songs to train on, the catalogue has '
-                        f'{len(track_ids)}; pass a smaller --nlist (default ~4*sqrt(n): '
-                        f'{default_nlist(len(track_ids))})')
+    if args.index_type == 'ivf':  # before the embedding, not after it
+        check_nlist(args.nlist, len(track_ids))
     meta_file = os.path.join(index_path, META_FILE)
     old_meta = read_json(meta_file)
     if old_meta is not None:  # written again last: until then the folder is no index a query would trust
@@ -416,7 +384,7 @@ def build_index(args):
     build_s = time.perf_counter() - start
     import faiss
     faiss_file = os.path.join(index_path, INDEX_FILE)
-    atomic_write(faiss_file, lambda f: f.write(faiss.serialize_index(index).tobytes()))
+    atomic_write_bytes(faiss_file, faiss.serialize_index(index).tobytes())
 
     tracks = {'track_ids': np.asarray(track_ids, dtype=str), 'tag_indptr': indptr, 'tag_indices': indices,
               'tags': np.asarray(tags, dtype=str)}
@@ -568,11 +536,10 @@ class Searcher:
     def __init__(self, index_path, w2v_path=None, data_path=None, nprobe=None, ef_search=None):
         import faiss
         meta_file = os.path.join(index_path, META_FILE)
-        if not os.path.isfile(meta_file):
+        self.meta = read_json(meta_file)
+        if self.meta is None:
             raise UserError(f'no search index at {index_path} ({META_FILE} missing); build it with '
                             f'python search.py index --model_load_path CKPT --data_path DATA --index_path {index_path}')
-        with open(meta_file) as f:
-            self.meta = json.load(f)
         if self.meta.get('format') != FORMAT_VERSION:
             raise UserError(f'{meta_file} is of format {self.meta.get("format")}, this search.py reads '
                             f'{FORMAT_VERSION}; rebuild the index with python search.py index')
@@ -622,9 +589,8 @@ def format_result(result):
              f'({result["index_type"]} index of {result["n_songs"]} songs)',
              f'{"rank":>4}  {"score":>7}  {"track_id":<24}  tags']
     for hit in result['results']:
-        name = hit.get('path') or hit['track_id']
         lines.append(f'{hit["rank"]:>4}  {hit["score"]:>7.4f}  {hit["track_id"]:<24}  '
-                     f'{", ".join(hit["tags"]) if hit["tags"] else ("-" if "path" not in hit else name)}')
+                     f'{", ".join(hit["tags"]) or hit.get("path", "-")}')
     return '\n'.join(lines)
 
 
@@ -644,7 +610,9 @@ def run_query(args):
               'an empty line ends', file=sys.stderr)
     while True:
         try:
-            line = input('query> ') if interactive else sys.stdin.readline()
+            if interactive:  # the prompt goes to stderr, so that --json output stays pure JSON
+                print('query> ', end='', file=sys.stderr, flush=True)
+            line = input() if interactive else sys.stdin.readline()
         except EOFError:
             break
         if not line.strip():  # EOF ('') or an empty line
@@ -689,7 +657,8 @@ def build_parser():
     index.add_argument('--ef_construction', type=positive_int, default=80, help='HNSW build breadth')
     index.add_argument('--ef_search', type=positive_int, default=64, help='HNSW search breadth')
     index.add_argument('--batch_size', type=positive_int, default=128,
-                       help='chunks per forward pass (songs per batch = batch_size // num_chunk), as in main.py')
+                       help='chunks per forward pass (songs per batch = batch_size // num_chunk; cf models: '
+                            'batch_size songs), as in main.py')
     index.add_argument('--num_chunk', type=positive_int, default=8, help='chunks averaged per song, as main.py TEST')
     index.add_argument('--input_length', type=positive_int, default=173, help='frames per chunk, as main.py TEST')
     index.add_argument('--w2v_type', default=None, choices=['google', 'music'], help='default: the checkpoint\'s')

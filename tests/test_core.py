@@ -319,6 +319,16 @@ def test_checkpoint_of_another_input_type(dataset, tmp_path, capsys):
                  '--ckpt_path', ckpt.last_model_path, '--input_type', 'hybrid')
 
 
+def test_checkpoint_of_other_item_factors(own_data, tmp_path, capsys):
+    root, _ = own_data
+    ckpt = train(root, tmp_path / 'ck', '--input_type', 'hybrid')
+    cf = np.load(root / 'ix_to_cf.npy')
+    np.save(root / 'ix_to_cf.npy', cf[:, :cf.shape[1] // 2])
+    expect_error(capsys, f'expects {cf.shape[1]}-d item factors but ix_to_cf.npy of {root} has {cf.shape[1] // 2}-d',
+                 '--mode', 'TEST', '--data_path', root, '--model_load_path', ckpt.best_model_path,
+                 '--input_type', 'hybrid')
+
+
 def test_missing_checkpoint(dataset, capsys):
     expect_error(capsys, "checkpoint 'nowhere.ckpt' not found", '--mode', 'TEST', '--data_path', dataset['root'],
                  '--model_load_path', 'nowhere.ckpt')

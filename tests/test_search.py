@@ -211,3 +211,11 @@ def test_audio_folder(dataset, ckpt, tmp_path):
     result = search.Searcher(str(tmp_path / 'idx')).search('tag02', k=5)
     assert sorted(h['track_id'] for h in result['results']) == ['album/song0', 'album/song1', 'album/song2']
     assert all(h['path'].endswith('.wav') and h['tags'] == [] for h in result['results'])
+    # an edited audio file gets a new spectrogram, not its cached one
+    mel_file = tmp_path / 'idx' / 'mel' / 'album__song0.npy'
+    soundfile.write(audio / 'song0.wav', 0.3 * np.sin(2 * np.pi * 3000 * t), 22050)
+    os.utime(audio / 'song0.wav', ns=(mel_file.stat().st_mtime_ns + 10**9,) * 2)
+    before = np.load(mel_file)
+    index('--model_load_path', ckpt, '--audio_dir', tmp_path / 'music', '--data_path', dataset['root'],
+          '--index_path', tmp_path / 'idx')
+    assert not np.allclose(np.load(mel_file), before)
