@@ -52,6 +52,8 @@ from multiprocessing import get_context
 import numpy as np
 from tqdm import tqdm
 
+from preprocess_utils import atomic_write_bytes
+
 ROOT = os.path.dirname(os.path.abspath(__file__))
 SAMPLE_RATE = 22050
 CLIP_SECONDS = 30.0  # like the MSD previews; 30 s -> 1292 frames at hop 512
@@ -643,9 +645,7 @@ def render_work(job):
 
 
 def write_json(path, payload):
-    with open(path + '.partial', 'w') as f:
-        json.dump(payload, f, indent=1, sort_keys=True)
-    os.replace(path + '.partial', path)
+    atomic_write_bytes(path, json.dumps(payload, indent=1, sort_keys=True).encode())
 
 
 def read_json(path):
@@ -698,7 +698,8 @@ def curate_tags(songs, min_songs, threshold, seed, trials=1000, min_joint=0.01):
         for tag in {t for _, _, t in song['tags']}:
             counts[artist_ix[song['artist']], tag_ix[tag]] += 1
     rng = np.random.default_rng(stable_int('curate', seed))
-    starts = [0, int(len(artists) * 0.7), int(len(artists) * 0.85)]
+    from step1_data_split import SPLIT_BOUNDS  # step 1's cut points (imported here: it brings pandas)
+    starts = [0] + [int(len(artists) * bound) for bound in SPLIT_BOUNDS]
     fits = np.array([np.add.reduceat(counts[rng.permutation(len(artists))], starts, axis=0).min(axis=0) >= threshold
                      for _ in range(trials)])  # (trials, tags): this shuffle gives the tag enough songs per split
     kept = counts.sum(axis=0) >= min_songs
@@ -814,9 +815,7 @@ def simulate_taste_profile(path, songs, seed):
             plays[int(rng.integers(n_users)), song] += 1
     user_ids = [hashlib.sha1(f'demo-user-{seed}-{u}'.encode()).hexdigest() for u in range(n_users)]
     lines = [f'{user_ids[u]}\t{songs[s]["track_id"]}\t{count}\n' for (u, s), count in sorted(plays.items())]
-    with open(path + '.partial', 'w') as f:
-        f.writelines(lines)
-    os.replace(path + '.partial', path)
+    atomic_write_bytes(path, ''.join(lines).encode())
     return {'users': n_users, 'lines': len(lines), 'plays': int(sum(plays.values())), 'scenes': len(scene_names)}
 
 
