@@ -144,9 +144,13 @@ class Solver(pl.LightningModule):
         if dm.unseen_tags:
             groups['zeroshot'] = np.where(dm.seen_mask, 'seen', 'unseen')
         summary = summarise(per_tag, groups)
-        # what scores drawn at random would reach: MAP and P@10 both equal a tag's prevalence in expectation
-        defined = np.isfinite(per_tag['ap'])
-        summary['random_baseline'] = {'map': float(labels.mean(axis=1)[defined].mean()) if defined.any() else None}
+        # what scores drawn at random would reach: MAP and P@10 both equal a tag's prevalence in expectation;
+        # overall and per group, over the tags the means count (those with an AP)
+        prevalence = np.where(np.isfinite(per_tag['ap']), labels.mean(axis=1), np.nan)
+        baseline = summarise({'map': prevalence}, groups)
+        summary['random_baseline'] = {'map': baseline.pop('all')['map'] if np.isfinite(prevalence).any() else None}
+        summary['random_baseline'].update({name: {g: v['map'] for g, v in by_group.items()}
+                                           for name, by_group in baseline.items()})
         for name in ('p@10', 'roc_auc', 'map'):
             self.log(name, summary['all'][name], prog_bar=True, sync_dist=False)
         for group_name, by_group in summary.items():

@@ -364,6 +364,12 @@ def test_zeroshot_test_reports_seen_and_unseen(dataset, tmp_path):
     evaluate(dataset['root'], ckpt.best_model_path, tmp_path / 'res', '--input_type', 'cf')  # list from the ckpt
     summary = json.load(open(tmp_path / 'res' / 'summary.json'))
     assert summary['means']['zeroshot']['unseen']['n_tags'] == 2 and summary['means']['zeroshot']['seen']['n_tags'] == 4
+    # the random-score baseline of the unseen tags alone: their mean prevalence among the test songs
+    root = dataset['root']
+    tags, binaries = np.load(os.path.join(root, 'tags.npy')), np.load(os.path.join(root, 'binaries.npy'))
+    test_rows = [int(e.split('//')[0]) for e in np.load(os.path.join(root, 'test_ids.npy'))]
+    prevalence = binaries[test_rows][:, np.isin(tags, ['tag02', 'tag05'])].mean()
+    assert summary['means']['random_baseline']['zeroshot']['unseen'] == pytest.approx(prevalence)
     rows = [line.split(',') for line in open(tmp_path / 'res' / 'per_tag.csv').read().splitlines()[1:]]
     assert {r[0] for r in rows if r[2] == 'unseen'} == {'tag02', 'tag05'}
     assert summary['settings']['loss'] == 'infonce'
