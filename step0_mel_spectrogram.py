@@ -100,14 +100,14 @@ def run(audio_dir, data_path, workers=None, float16=False, **mel_params):
     if not paths:
         die(f'no {"/".join(AUDIO_EXTENSIONS)} files under {audio_dir} (pass the folder that holds the audio)')
 
-    jobs, failures, duplicates, done_before, seen = [], [], [], 0, {}
+    jobs, failures, duplicates, done_before, seen = [], [], [], 0, set()
     dtype = np.float16 if float16 else np.float32
     for path in paths:
         track_id = os.path.splitext(os.path.basename(path))[0]
         if track_id in seen:  # one spectrogram per id: the first path in sorted order wins
             duplicates.append(path)
             continue
-        seen[track_id] = path
+        seen.add(track_id)
         try:
             out_path = spec_path(data_path, track_id)
         except ValueError as error:

@@ -36,11 +36,11 @@ TAB3_TAGS = ['jungle', 'house', 'country', 'metal', 'chill', 'brazilian', 'smoot
 
 
 def read_tags(paths):
-    tags = []
+    tags = {}  # a dict keeps first-seen order and drops the tags that several files share
     for path in paths:
         array = load_array(path, 'tag array', 'run step1_data_split.py first, or pass --tags_files')
-        tags.extend(str(tag) for tag in array if str(tag) not in tags)
-    return tags
+        tags.update(dict.fromkeys(str(tag) for tag in array))
+    return list(tags)
 
 
 def download_google_vectors():

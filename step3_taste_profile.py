@@ -82,7 +82,7 @@ def read_taste_profile(path):
 
 
 def factorise(plays, factors, iterations, regularization, alpha, confidence, seed, num_threads):
-    """ALS item factors (n_items, factors) and the item ids of their rows."""
+    """ALS item factors (n_items, factors), the item ids of their rows, and the (users x items) confidence matrix."""
     from implicit.cpu.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
 
