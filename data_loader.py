@@ -235,6 +235,28 @@ class EvalDataset(Dataset):
         return item
 
 
+def choose_zeroshot_tags(spec, tags, seed, fallback=()):
+    """--zeroshot_tags FILE (one tag a line, # comments) or COUNT (drawn with the seed) -> sorted tag list.
+    None keeps `fallback` (TEST: the list the checkpoint was trained with). Every tag must be in `tags`."""
+    if spec is None:
+        chosen = list(fallback)
+    elif os.path.isfile(spec):
+        with open(spec) as f:
+            chosen = [line.strip().lower() for line in f if line.strip() and not line.startswith('#')]
+    elif spec.isdigit():
+        count = int(spec)
+        if not 0 < count < len(tags):
+            raise UserError(f'--zeroshot_tags {spec}: choose between 1 and {len(tags) - 1} tags')
+        chosen = np.random.default_rng(seed).choice(tags, size=count, replace=False).tolist()
+    else:
+        raise UserError(f'--zeroshot_tags {spec!r} is neither a file nor a count; pass a file of tags or a number')
+    unknown = sorted(set(chosen) - set(tags))
+    if unknown:
+        raise UserError(f'--zeroshot_tags {spec}: tag(s) {", ".join(unknown[:10])} are not in tags.npy; list only '
+                        'tags of the vocabulary')
+    return sorted(chosen)
+
+
 class TagRetrievalDataModule(pl.LightningDataModule):
     """Owns the data and the anchor sampling; the LightningModule owns the negatives."""
 

@@ -85,3 +85,16 @@ def summarise(per_tag, tag_groups=None):
         groups = np.asarray(groups)
         summary[group_name] = {g: means(groups == g) for g in sorted(set(groups.tolist()))}
     return summary
+
+
+def format_summary(summary, title):
+    """The TEST table: MAP, P@10 and ROC-AUC overall and per tag group, then the random-score baseline."""
+    lines = [f'\n{title}', f'{"":<24}{"MAP":>8}{"P@10":>8}{"ROC-AUC":>9}{"tags":>6}']
+    rows = [('all', summary['all'])] + [(f'{g}: {k}', v) for g, d in summary.items()
+                                         if g not in ('all', 'random_baseline') for k, v in d.items()]
+    for name, m in rows:
+        lines.append(f'{name:<24}{m["map"]:>8.4f}{m["p@10"]:>8.4f}{m["roc_auc"]:>9.4f}{m["n_tags"]:>6}')
+    baseline = summary.get('random_baseline', {}).get('map')
+    if baseline is not None:
+        lines.append(f'{"random scores (expected)":<24}{baseline:>8.4f}{baseline:>8.4f}{0.5:>9.4f}')
+    return '\n'.join(lines)

@@ -40,10 +40,10 @@ import re
 import shutil
 import sys
 import time
-from types import SimpleNamespace
 
 import numpy as np
 
+from cli_args import non_negative_int, positive_int, str2bool
 from errors import UserError, exit_on_user_error
 from preprocess_utils import atomic_write, atomic_write_bytes
 
@@ -206,18 +206,9 @@ def audio_catalogue(audio_dir, index_path, workers):
 
 def load_model(model_load_path):
     """(model in eval mode, model state, hparams, the training run's config) of a checkpoint."""
-    from main import model_dims, read_checkpoint
-    from model import build_model, input_type_of_state_dict
-    state, hparams = read_checkpoint(model_load_path)
-    input_type = input_type_of_state_dict(state)
-    if input_type is None:
-        raise UserError(f'{model_load_path} has none of the parameters of AudioModel, CFModel or HybridModel')
-    model = build_model(input_type, **model_dims(state, hparams))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise UserError(f'{model_load_path} does not fit the model: {str(e).splitlines()[0]}')
-    return model.eval(), state, hparams, dict(hparams.get('config') or {})
+    from checkpoint import load_model as load_checkpoint_model
+    model, info = load_checkpoint_model(model_load_path)
+    return model, model.state_dict(), info.hparams, info.config
 
 
 def track_tags(binaries, rows):
@@ -300,7 +291,7 @@ def build_index(args):
     import torch
 
     from data_loader import SplitData
-    from main import check_checkpoint_fits
+    from checkpoint import check_fits
 
     model, state, hparams, config = load_model(args.model_load_path)
     input_type = model.input_type
@@ -330,8 +321,7 @@ def build_index(args):
     else:
         splits = ('train', 'valid', 'test') if args.split == 'all' else (args.split,)
         data = SplitData(data_path, is_subset, w2v_type, input_type, splits)
-        check_checkpoint_fits(args.model_load_path, state, SimpleNamespace(input_type=input_type, w2v_type=w2v_type),
-                              data)
+        check_fits(args.model_load_path, state, input_type, w2v_type, data)
         split = args.split
         if split == 'all':  # the songs of every split, each once
             rows, track_ids, seen = [], [], set()
@@ -625,18 +615,7 @@ def run_query(args):
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def positive_int(value):
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a positive integer, got {value!r}')
-    if number < 1:
-        raise argparse.ArgumentTypeError(f'expected a positive integer, got {value!r}')
-    return number
-
-
 def build_parser():
-    from main import str2bool
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     commands = parser.add_subparsers(dest='command', required=True)
@@ -664,7 +643,7 @@ def build_parser():
     index.add_argument('--w2v_type', default=None, choices=['google', 'music'], help='default: the checkpoint\'s')
     index.add_argument('--w2v_path', default=None, help='full word vectors recorded for queries (see query)')
     index.add_argument('--is_subset', type=str2bool, default=None, help='default: the checkpoint\'s')
-    index.add_argument('--num_workers', type=int, default=0, help='DataLoader workers (and mel processes)')
+    index.add_argument('--num_workers', type=non_negative_int, default=0, help='DataLoader workers (and mel processes)')
     index.add_argument('--force', action='store_true', help='re-embed even if the embeddings are up to date')
 
     query = commands.add_parser('query', help='search the index; interactive without --query', formatter_class=fmt)

@@ -1,0 +1,107 @@
+"""Argument types shared by the command lines, and the one place a credential is taken out of a config.
+
+    from cli_args import str2bool, positive_int, public_config
+    parser.add_argument('--is_balanced', type=str2bool, default=False)
+
+A value out of range is refused by argparse itself (`error: argument --batch_size: ...`, exit 2), before any
+file is read or any work starts.
+"""
+import argparse
+import os
+
+TRUE_WORDS = ('true', '1', 'yes', 'y', 't', 'on')
+FALSE_WORDS = ('false', '0', 'no', 'n', 'f', 'off')
+NEPTUNE_TOKEN_ENV = 'NEPTUNE_API_TOKEN'  # Neptune's own convention
+UNSET = '.'  # the original's default for its Neptune flags
+REDACTED = '<redacted>'
+
+
+def str2bool(value):
+    """The original's `type=bool` made "False" true; this accepts True/False/1/0/yes/no in any case."""
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f'expected True/False/1/0/yes/no, got {value!r}')
+
+
+def _number(value, kind, low, low_inclusive, what):
+    try:
+        number = kind(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected {what}, got {value!r}')
+    if number != number or number in (float('inf'), float('-inf')) or \
+            (number < low if low_inclusive else number <= low):
+        raise argparse.ArgumentTypeError(f'expected {what}, got {value!r}')
+    return number
+
+
+def positive_int(value):
+    return _number(value, int, 0, False, 'a whole number >= 1')
+
+
+def non_negative_int(value):
+    return _number(value, int, 0, True, 'a whole number >= 0')
+
+
+def positive_float(value):
+    return _number(value, float, 0.0, False, 'a number > 0')
+
+
+def non_negative_float(value):
+    return _number(value, float, 0.0, True, 'a number >= 0')
+
+
+def int_or_float(value):
+    """Lightning's limit_*_batches: a whole number of batches (>= 0) or a fraction of them in [0, 1]."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = _number(value, float, 0.0, True, 'a number of batches or a fraction in [0, 1]')
+        if number > 1:
+            raise argparse.ArgumentTypeError(f'expected a number of batches or a fraction in [0, 1], got {value!r}')
+        return number
+    if number < 0:
+        raise argparse.ArgumentTypeError(f'expected a number of batches >= 0 or a fraction, got {value!r}')
+    return number
+
+
+def devices_arg(value):
+    if value == 'auto':
+        return value
+    try:
+        count = int(value)
+    except ValueError:
+        try:
+            return [int(v) for v in value.split(',') if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected a count, "auto" or a list like 0,1; got {value!r}')
+    if count < 1:
+        raise argparse.ArgumentTypeError(f'expected a count >= 1, "auto" or a list like 0,1; got {value!r}')
+    return count
+
+
+def take_neptune_key(config):
+    """Move --neptune_api_key out of the config into the process environment, where Neptune reads it.
+
+    The environment variable wins when both are set. Afterwards the config holds only whether the flag was
+    given (REDACTED or UNSET), so printing or saving it (console, config.json, checkpoints, summaries, loggers)
+    can never reveal the key.
+    """
+    given = getattr(config, 'neptune_api_key', UNSET)
+    flag_given = given not in (UNSET, REDACTED, None)
+    if flag_given and not os.environ.get(NEPTUNE_TOKEN_ENV):
+        os.environ[NEPTUNE_TOKEN_ENV] = given
+    config.neptune_api_key = REDACTED if flag_given or given == REDACTED else UNSET
+    return config
+
+
+SECRET_WORDS = ('api_key', 'token', 'password', 'secret')
+
+
+def public_config(config):
+    """A plain dict of the config without any credential, for logs and files."""
+    values = dict(vars(config)) if not isinstance(config, dict) else dict(config)
+    return {k: (REDACTED if any(w in k.lower() for w in SECRET_WORDS) and v not in (UNSET, None) else v)
+            for k, v in values.items()}
