@@ -16,6 +16,28 @@ UNSET = '.'  # the original's default for its Neptune flags
 REDACTED = '<redacted>'
 
 
+BOOL = '{True,False}'  # metavar of every boolean flag: the original's command lines pass True/False
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each flag's default (except empty ones, whose help text says what they fall back to) and keeps the
+    description and the examples as written."""
+
+    def _get_help_string(self, action):
+        flag_without_value = action.nargs == 0 and action.default is False  # store_true
+        if action.default is None or flag_without_value or action.default in ('', argparse.SUPPRESS):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def usage_examples(doc):
+    """The indented command lines at the top of a script's docstring, for an argparse epilog."""
+    lines = doc.strip('\n').splitlines()[1:]
+    block = [line for line in lines[next((i for i, line in enumerate(lines) if line.strip()), 0):]]
+    end = next((i for i, line in enumerate(block) if not line.strip()), len(block))
+    return 'examples:\n' + '\n'.join(block[:end])
+
+
 def str2bool(value):
     """The original's `type=bool` made "False" true; this accepts True/False/1/0/yes/no in any case."""
     word = str(value).strip().lower()

@@ -2,6 +2,7 @@
 
     python -u main.py --mode TRAIN --data_path data/demo --input_type spec --is_balanced True --is_weighted True
     python -u main.py --mode TEST  --data_path data/demo --model_load_path checkpoints/best.ckpt
+    python -u main.py --mode TRAIN --data_path data/demo --ckpt_path checkpoints/last.ckpt   # resume exactly
 
 Every flag of the original keeps its name and default; `python main.py --help` lists them all.
 """
@@ -10,8 +11,8 @@ import json
 import os
 import sys
 
-from cli_args import (devices_arg, int_or_float, non_negative_float, non_negative_int, positive_float, positive_int,
-                      public_config, str2bool, take_neptune_key)
+from cli_args import (BOOL, HelpFormatter, devices_arg, int_or_float, non_negative_float, non_negative_int, positive_float, positive_int,
+                      public_config, str2bool, take_neptune_key, usage_examples)
 from errors import UserError, exit_on_user_error
 
 PRECISIONS = ['32-true', '32', 'bf16-mixed', 'bf16-true', '16-mixed', '16-true', '64-true', '64']
@@ -22,8 +23,8 @@ def max_steps_arg(value):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=usage_examples(__doc__),
+                                     formatter_class=HelpFormatter)
     add = parser.add_argument
     add('--num_workers', type=non_negative_int, default=0, help='DataLoader worker processes')
     add('--mode', type=str, default='TRAIN', choices=['TRAIN', 'TEST'], help='train, or test a checkpoint')
@@ -37,9 +38,9 @@ def build_parser():
                        help='song branch: acoustic, cultural (CF) or both')
     model.add_argument('--w2v_type', type=str, default='google', choices=['google', 'music'],
                        help='word vectors of the tags: <w2v_type>_emb.pkl')
-    model.add_argument('--is_balanced', type=str2bool, default=False, help='draw anchor tags uniformly')
-    model.add_argument('--is_weighted', type=str2bool, default=False, help='distance-weighted negatives')
-    model.add_argument('--is_subset', type=str2bool, default=False, help='read the sub_* split files')
+    model.add_argument('--is_balanced', type=str2bool, default=False, metavar=BOOL, help='draw anchor tags uniformly')
+    model.add_argument('--is_weighted', type=str2bool, default=False, metavar=BOOL, help='distance-weighted negatives')
+    model.add_argument('--is_subset', type=str2bool, default=False, metavar=BOOL, help='read the sub_* split files')
 
     train = parser.add_argument_group('training parameters (the original\'s)')
     train.add_argument('--n_epochs', type=positive_int, default=200, help='epochs of --epoch_size samples')

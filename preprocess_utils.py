@@ -11,6 +11,7 @@ import pickle
 
 import numpy as np
 
+from cli_args import HelpFormatter, usage_examples
 from errors import UserError
 
 SCORE_MIN = 50  # Last.fm tag score threshold of the original (keep score >= 50)
@@ -37,24 +38,16 @@ def load_array(path, what, fix, **kwargs):
 
 
 def make_cli(doc, prog=None):
-    """An argparse parser whose only sub-command is `run` (the original used fire's `run`).
-
-    Returns (parser, run_parser); add the step's arguments to run_parser.
-    """
-    parser = argparse.ArgumentParser(prog=prog, description=doc,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    """An argparse parser whose only sub-command is `run` (the original used fire's `run`, and its command lines
+    keep working). Returns (parser, run_parser); add the step's arguments to run_parser."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter,
+                                     epilog=f'The options are those of the `run` command: {prog or "%(prog)s"} '
+                                            'run --help')
     commands = parser.add_subparsers(dest='command', required=True)
-    run = commands.add_parser('run', help='run this preprocessing step', formatter_class=_DefaultsFormatter)
+    run = commands.add_parser('run', help='run this preprocessing step (run --help lists its options)',
+                              description=doc.strip().splitlines()[0], epilog=usage_examples(doc),
+                              formatter_class=HelpFormatter)
     return parser, run
-
-
-class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except empty ones (path defaults that depend on DATA_PATH are in the help text)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False or action.default in ('', argparse.SUPPRESS):
-            return action.help
-        return super()._get_help_string(action)
 
 
 class Report:

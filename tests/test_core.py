@@ -1,5 +1,5 @@
 """Core: metrics against scikit-learn, negative sampling, flags, TRAIN/TEST of every model and sampling mode,
-original checkpoints, resume, one vs two processes, and the bad inputs of issue 2."""
+original checkpoints, resume, one vs two processes, and bad inputs."""
 import json
 import os
 import pickle
