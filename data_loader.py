@@ -1,4 +1,4 @@
-"""Datasets and the LightningDataModule for the released "reproducible splits" layout (SPEC section 2).
+"""Datasets and the LightningDataModule for the released "reproducible splits" layout (README: data layout).
 
     from data_loader import TagRetrievalDataModule
     dm = TagRetrievalDataModule(data_path='data/demo', input_type='spec', is_balanced=True)
@@ -110,7 +110,8 @@ class SplitData:
             file = path(f'{split}_ids.npy')
             self.ids[split] = parse_ids(load_array(file, 'split file', fix), file, len(self.binaries))
 
-        # word vectors are shared by every subset of one release, so (as in the original) they take no prefix
+        # word vectors are shared by every subset of one release and take no prefix, as the original's training
+        # loader read them (its evaluation read sub_*_emb.pkl)
         w2v_file = os.path.join(data_path, f'{w2v_type}_emb.pkl')
         # rows in tags.npy order; the original took the dict's order, the same for the files its step 2 wrote
         self.tag_vectors = load_word_vectors(w2v_file, self.tags.tolist())

@@ -1,4 +1,4 @@
-"""A small dataset written in the exact layout of the released splits (SPEC section 2), with learnable signal:
+"""A small dataset written in the exact layout of the released splits (README: data layout), with learnable signal:
 each tag has its own mel band pattern and CF direction, and a song's spectrogram and item factor mix those of
 its tags with noise."""
 import os
