@@ -1,17 +1,17 @@
-"""Datasets and the LightningDataModule for the released "reproducible splits" layout (SPEC section 2).
+"""Datasets and the LightningDataModule for the released "reproducible splits" layout (README: data layout).
 
     from data_loader import TagRetrievalDataModule
     dm = TagRetrievalDataModule(data_path='data/demo', input_type='spec', is_balanced=True)
     dm.setup('fit'); batch = next(iter(dm.train_dataloader()))
 
 Training samples are (tag, positive song) pairs: random sampling draws a training song, then one of its tags;
-balanced sampling draws the tag uniformly over the vocabulary, then a training song that carries it. One epoch is
-`epoch_size` samples (10,000 in the original). Every draw comes from a generator seeded by (seed, epoch, index), so
-a run is the same with any number of workers and resumes exactly. Evaluation embeds each song from `num_chunk`
+balanced sampling takes tag `index % n_tags`, then draws a training song that carries it. One epoch is `epoch_size`
+samples (10,000 in the original), read in a shuffled order (the original's `shuffle=True`), so a batch holds a random
+multiset of tags. The order comes from (seed, epoch) and every draw of sample i from a generator seeded by
+(seed, epoch, i), so a run is the same with any number of workers and resumes exactly. Evaluation embeds each song from `num_chunk`
 evenly spaced chunks. Spectrogram crops are read from memory-mapped .npy files.
 """
 import os
-import pickle
 
 import numpy as np
 import pytorch_lightning as pl
@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from errors import UserError
-from preprocess_utils import load_array, require_file, spec_path
+from preprocess_utils import load_array, spec_path
+from safe_pickle import load_pickle
 
 N_MELS = 128
 
@@ -28,13 +29,34 @@ def split_name(data_path, prefix, name):
     return os.path.join(data_path, prefix + name)
 
 
-def _load_pickle(path, what, builder):
-    require_file(path, what, f'build it with {builder}')
-    try:
-        with open(path, 'rb') as f:
-            return pickle.load(f)
-    except Exception as e:
-        raise UserError(f'{path} is not a readable pickle ({type(e).__name__}: {e}); rebuild it with {builder}')
+def load_word_vectors(path, tags):
+    """(len(tags), dim) float32 rows in `tags` order from a pickled dict tag -> vector (numpy array or list)."""
+    fix = 'rebuild it with step2_word_embedding.py'
+    vectors = load_pickle(path, 'tag word vectors', fix)
+    if not isinstance(vectors, dict):
+        raise UserError(f'{path} holds a {type(vectors).__name__}, expected a dict tag -> vector; {fix}')
+    missing = [t for t in tags if t not in vectors]
+    if missing:
+        raise UserError(f'{path} has no vector for {len(missing)} tag(s): {", ".join(missing[:10])}; '
+                        'rerun step2_word_embedding.py for these tags.npy')
+    rows = []
+    for tag in tags:
+        try:
+            row = np.asarray(vectors[tag])
+        except ValueError:  # a ragged nested list
+            row = np.asarray(None)
+        if row.dtype.kind not in 'biuf' or row.ndim < 1 or row.size == 0:
+            raise UserError(f'{path}: the vector of tag {tag!r} is {type(vectors[tag]).__name__} '
+                            f'{str(vectors[tag])[:40]!r}, not an array of numbers; {fix}')
+        rows.append(row.astype(np.float32).ravel())
+    sizes = {len(row) for row in rows}
+    if len(sizes) > 1:
+        first = {}
+        for tag, row in zip(tags, rows):
+            first.setdefault(len(row), tag)
+        raise UserError(f'{path} mixes vector lengths ' + ', '.join(f'{n} (tag {t!r})' for n, t in sorted(
+                        first.items())) + f'; every tag needs a vector of one length: {fix}')
+    return np.stack(rows)
 
 
 def parse_ids(ids, path, n_songs):
@@ -88,15 +110,11 @@ class SplitData:
             file = path(f'{split}_ids.npy')
             self.ids[split] = parse_ids(load_array(file, 'split file', fix), file, len(self.binaries))
 
-        # word vectors are shared by every subset of one release, so (as in the original) they take no prefix
+        # word vectors are shared by every subset of one release and take no prefix, as the original's training
+        # loader read them (its evaluation read sub_*_emb.pkl)
         w2v_file = os.path.join(data_path, f'{w2v_type}_emb.pkl')
-        vectors = _load_pickle(w2v_file, 'tag word vectors', 'step2_word_embedding.py')
-        missing = [t for t in self.tags if t not in vectors]
-        if missing:
-            raise UserError(f'{w2v_file} has no vector for {len(missing)} tag(s): {", ".join(missing[:10])}; '
-                            'rerun step2_word_embedding.py for these tags.npy')
-        # rows in tags.npy order (the original took dict order, which silently misaligned tags and vectors)
-        self.tag_vectors = np.stack([np.asarray(vectors[t], dtype=np.float32).ravel() for t in self.tags])
+        # rows in tags.npy order; the original took the dict's order, the same for the files its step 2 wrote
+        self.tag_vectors = load_word_vectors(w2v_file, self.tags.tolist())
         self.word_dim = self.tag_vectors.shape[1]
 
         self.cf = None
@@ -159,8 +177,22 @@ def chunk_starts(n_frames, length, num_chunk):
 _EMPTY = np.zeros(0, dtype=np.float32)
 
 
+def train_crop_start(rng, n_frames, length):
+    """The original's floor(U * (T - L)), U uniform in [0, 1): a start in [0, T - L - 1]; 0 when T <= L."""
+    return int(np.floor(rng.random() * max(n_frames - length, 0)))
+
+
+ORDER_STREAM = 1  # spawn key of the epoch's order, so that it never shares a stream with a sample's draws
+
+
+def epoch_order(seed, epoch, epoch_size):
+    """The epoch's sample order: a permutation from (seed, epoch) alone, as the original's shuffled loader."""
+    sequence = np.random.SeedSequence((seed, epoch), spawn_key=(ORDER_STREAM,))
+    return np.random.default_rng(sequence).permutation(epoch_size)
+
+
 class TrainDataset(Dataset):
-    """epoch_size (tag, positive song) samples, drawn afresh for each epoch from (seed, epoch, index)."""
+    """epoch_size (tag, positive song) samples in a shuffled order, drawn afresh each epoch from (seed, epoch)."""
 
     def __init__(self, data, is_balanced, input_length, epoch_size=10000, seed=0, epoch=0, anchor_tags=None):
         self.data = data
@@ -169,6 +201,7 @@ class TrainDataset(Dataset):
         self.epoch_size = epoch_size
         self.seed = seed
         self.epoch = epoch
+        self.order = epoch_order(seed, epoch, epoch_size)
         rows, track_ids = data.ids['train']
         self.rows, self.track_ids = rows, np.asarray(track_ids)
         n_tags = len(data.tags)
@@ -192,6 +225,7 @@ class TrainDataset(Dataset):
     def __getitem__(self, index):
         if not 0 <= index < self.epoch_size:
             raise IndexError(index)
+        index = int(self.order[index])
         rng = np.random.default_rng((self.seed, self.epoch, index))
         if self.is_balanced:
             tag = self.anchor_tags[index % len(self.anchor_tags)]
@@ -204,8 +238,7 @@ class TrainDataset(Dataset):
                 'labels': self.data.binaries[row], 'spec': _EMPTY, 'cf': _EMPTY}
         if self.data.input_type in ('spec', 'hybrid'):
             spec = open_spec(self.data.spec_file(track_id))
-            start = int(rng.integers(0, max(spec.shape[1] - self.input_length, 0) + 1))
-            item['spec'] = crop(spec, start, self.input_length)
+            item['spec'] = crop(spec, train_crop_start(rng, spec.shape[1], self.input_length), self.input_length)
         if self.data.cf is not None:
             item['cf'] = self.data.cf[row]
         return item
@@ -310,7 +343,8 @@ class TagRetrievalDataModule(pl.LightningDataModule):
                           pin_memory=torch.cuda.is_available(), persistent_workers=False)
 
     def train_dataloader(self):
-        # rebuilt each epoch (Trainer reload_dataloaders_every_n_epochs=1) so the draws depend on the epoch
+        # rebuilt each epoch (Trainer reload_dataloaders_every_n_epochs=1) so the draws depend on the epoch; the
+        # dataset shuffles its own order from (seed, epoch): a shuffling sampler would draw from the global seed
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         dataset = TrainDataset(self.data, self.is_balanced, self.input_length, self.epoch_size, self.seed, epoch,
                                anchor_tags=np.flatnonzero(self.seen_mask))

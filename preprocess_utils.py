@@ -136,24 +136,27 @@ def default_music_path(data_path):
 
 
 def add_vector_path_arguments(run_parser):
+    trusted = ('; a gensim model or KeyedVectors file is a pickle, which can run code when loaded: use only one '
+               'from a trusted source')
     run_parser.add_argument('--google_path', help='Google News vectors, word2vec binary format '
-                            '(default DATA_PATH/GoogleNews-vectors-negative300.bin)')
+                            '(default DATA_PATH/GoogleNews-vectors-negative300.bin); .bin and .txt files are plain '
+                            'data' + trusted)
     run_parser.add_argument('--music_path', help='domain-specific vectors, gensim Word2Vec model or KeyedVectors '
-                            '(default DATA_PATH/music_w2v/model_semeval_trigrams_300.model)')
+                            '(default DATA_PATH/music_w2v/model_semeval_trigrams_300.model)' + trusted)
 
 
-def vocab_forms(tag):
+def vocab_forms(tag, multiword_underscore=True):
     """Keys a tag may have in a vocabulary: as written, then with '_' joining words ('smooth_jazz')."""
     forms = [tag]
     joined = '_'.join(tag.split())
-    if joined != tag:
+    if multiword_underscore and joined != tag:
         forms.append(joined)
     return forms
 
 
-def vocab_key(tag, vocab):
+def vocab_key(tag, vocab, multiword_underscore=True):
     """The key under which `tag` is stored in `vocab` (anything supporting `in`), else None."""
-    return next((form for form in vocab_forms(tag) if form in vocab), None)
+    return next((form for form in vocab_forms(tag, multiword_underscore) if form in vocab), None)
 
 
 def has_word2vec_header(path):

@@ -1,19 +1,20 @@
 """Step 1: MSD500 annotations -> tag vocabulary, song x tag binaries and an artist-disjoint split.
 
     python -u step1_data_split.py run DATA_PATH TOP_N_TAGS THRESHOLD
-        [--seed 0] [--max_tries 1000] [--vocab both|google|music|none]
-        [--google_path DATA_PATH/GoogleNews-vectors-negative300.bin]
+        [--seed 0] [--max_tries 1000] [--count_by rows|tracks] [--vocab google|both|music|none]
+        [--multiword_underscore False] [--google_path DATA_PATH/GoogleNews-vectors-negative300.bin]
         [--music_path DATA_PATH/music_w2v/model_semeval_trigrams_300.model] [--prefix sub_]
 
 Reads DATA_PATH/msd500/track_tags.tsv (no header: song_id, original_tag, cleaned_tag, tag_category,
 score 0-100), DATA_PATH/msd500/song_to_artist.pkl or DATA_PATH/song_to_artist.pkl (dict track id ->
 artist id; the original read it from DATA_PATH), the word vectors' vocabularies and the ids present
-under DATA_PATH/spec/*/*/*/*.npy. The rules of the original, in order:
+under DATA_PATH/spec/*/*/*/*.npy. The original's rules, in order (each variant is a flag, off by default):
   1. keep annotations with score >= 50 (tags are cleaned_tag, stripped and lower-cased);
-  2. keep tags that have a word vector (`tag` or `tag_with_underscores`); the original checked Google
-     News only, but step 2 then needs both vectors, so by default a tag must be in both (--vocab);
-  3. keep tracks that have an artist and a spectrogram;
-  4. keep the TOP_N_TAGS tags with the most tracks (ties: alphabetical), and the tracks carrying one;
+  2. keep tags whose exact spelling has a Google News vector (--vocab both: a music vector too, which step 2
+     needs; --multiword_underscore True: 'smooth jazz' may also match 'smooth_jazz');
+  3. keep tracks that have an artist other than 'unknown', and a spectrogram;
+  4. keep the TOP_N_TAGS tags with the most annotation rows (--count_by tracks: with the most tracks; ties:
+     alphabetical), and the tracks carrying one;
   5. split ARTISTS 70/15/15 (train/valid/test) by a seeded shuffle, reshuffling (at most --max_tries
      times) until every tag has >= THRESHOLD songs in every split; otherwise exit 2 naming the tag.
 Writes into DATA_PATH (each name prefixed with --prefix, e.g. sub_ for main.py --is_subset True):
@@ -27,7 +28,6 @@ Writes into DATA_PATH (each name prefixed with --prefix, e.g. sub_ for main.py -
 """
 import csv
 import os
-import pickle
 import sys
 
 import numpy as np
@@ -35,14 +35,17 @@ import pandas as pd
 from scipy import sparse
 
 from errors import exit_on_user_error
+from cli_args import BOOL, str2bool
 from preprocess_utils import (SCORE_MIN, Report, add_vector_path_arguments, atomic_pickle, atomic_save_npy,
                               atomic_write_bytes, default_google_path, default_music_path, die,
                               existing_spec_ids, load_keyed_vectors, make_cli, read_word2vec_vocab,
                               require_file, vocab_key)
+from safe_pickle import load_pickle
 
 COLUMNS = ['song_id', 'original_tag', 'cleaned_tag', 'tag_category', 'score']
 SPLITS = ('train', 'valid', 'test')
 SPLIT_BOUNDS = (0.7, 0.85)  # artist shuffle cut points: 70% train, 15% valid, 15% test
+UNKNOWN_ARTIST = 'unknown'  # the release's artist id of tracks without one; the original dropped them
 
 
 def read_track_tags(path):
@@ -72,15 +75,9 @@ def read_track_tags(path):
 def read_song_to_artist(data_path):
     candidates = [os.path.join(data_path, 'msd500', 'song_to_artist.pkl'),
                   os.path.join(data_path, 'song_to_artist.pkl')]
-    path = next((p for p in candidates if os.path.isfile(p)), None)
-    if path is None:
-        die(f'song_to_artist.pkl not found at {candidates[0]} or {candidates[1]} '
-            '(a pickled dict track id -> artist id)')
-    try:
-        with open(path, 'rb') as f:
-            mapping = pickle.load(f)
-    except Exception as error:
-        die(f'cannot unpickle {path} ({error}); it must be a pickled dict track id -> artist id')
+    path = next((p for p in candidates if os.path.isfile(p)), candidates[1])
+    mapping = load_pickle(path, 'a pickled dict track id -> artist id',
+                          f'put the release\'s song_to_artist.pkl at {candidates[0]} or {candidates[1]}')
     if not isinstance(mapping, dict):
         die(f'{path} holds a {type(mapping).__name__}, expected a dict track id -> artist id')
     return pd.Series(mapping, dtype=object)
@@ -135,7 +132,7 @@ def split_artists(artist_tag_counts, threshold, seed, max_tries):
     return None, best
 
 
-def filtered_annotations(data_path, vocab, google_path, music_path, log):
+def filtered_annotations(data_path, vocab, google_path, music_path, multiword_underscore, log):
     """Rules 1-3: score, word vector, artist, spectrogram. Returns (annotations, all tag categories)."""
     df = read_track_tags(os.path.join(data_path, 'msd500', 'track_tags.tsv'))
     song_to_artist = read_song_to_artist(data_path)
@@ -151,8 +148,8 @@ def filtered_annotations(data_path, vocab, google_path, music_path, log):
         vocabularies = tag_vocabularies(vocab, google_path or default_google_path(data_path),
                                         music_path or default_music_path(data_path))
         candidates = pd.Index(df.cleaned_tag.unique())
-        has_vector = np.array([all(vocab_key(tag, words) is not None for words in vocabularies.values())
-                               for tag in candidates], dtype=bool)
+        has_vector = np.array([all(vocab_key(tag, words, multiword_underscore) is not None
+                                   for words in vocabularies.values()) for tag in candidates], dtype=bool)
         dropped = sorted(candidates[~has_vector])
         df = df[df.cleaned_tag.isin(candidates[has_vector])]
         log(f'tags with a {"+".join(vocabularies)} word vector', df)
@@ -160,19 +157,26 @@ def filtered_annotations(data_path, vocab, google_path, music_path, log):
                        if dropped else ''), tags_without_vector=dropped)
 
     df = df.assign(artist=df.song_id.map(song_to_artist))
-    df = df[df.artist.notna()].astype({'artist': str})
+    df = df[df.artist.notna()].astype({'artist': str})  # the original stopped with a KeyError at such a track
     log('tracks with an artist', df)
+    unknown = df.artist == UNKNOWN_ARTIST
+    log.report.log(f"  tracks whose artist is '{UNKNOWN_ARTIST}' (dropped, as the original did): "
+                   f'{df.song_id[unknown].nunique()}', unknown_artist_tracks=int(df.song_id[unknown].nunique()))
+    df = df[~unknown]
+    log('tracks with a known artist', df)
 
     df = df[df.song_id.isin(existing_spec_ids(data_path))]
     log('tracks with a spectrogram', df)
     return df, categories
 
 
-def top_tags(df, top_n_tags, log):
-    """Rule 4: the top-N tags by number of tracks. Returns (track-tag pairs, sorted tags)."""
+def top_tags(df, top_n_tags, count_by, log):
+    """Rule 4: the top-N tags by annotation rows (the original's Counter(df.merged)) or by tracks.
+
+    Returns (track-tag pairs, sorted tags)."""
     pairs = df.drop_duplicates(['song_id', 'cleaned_tag'])  # several original tags clean to one tag
-    tracks_per_tag = pairs.cleaned_tag.value_counts()
-    ranked = sorted(tracks_per_tag.items(), key=lambda item: (-item[1], item[0]))
+    counts = (df if count_by == 'rows' else pairs).cleaned_tag.value_counts()
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     if not ranked:
         die('no annotation survives the filters above (see the counts); check the inputs they name')
     if len(ranked) < top_n_tags:
@@ -183,18 +187,20 @@ def top_tags(df, top_n_tags, log):
     return pairs, tags
 
 
-def run(data_path, top_n_tags, threshold, seed=0, max_tries=1000, vocab='both',
-        google_path=None, music_path=None, prefix=''):
+def run(data_path, top_n_tags, threshold, seed=0, max_tries=1000, vocab='google', google_path=None,
+        music_path=None, prefix='', count_by='rows', multiword_underscore=False):
     if top_n_tags < 1:
         die(f'TOP_N_TAGS must be a positive integer, got {top_n_tags}')
     if threshold < 0 or max_tries < 1:
         die(f'THRESHOLD must be >= 0 and --max_tries >= 1, got {threshold} and {max_tries}')
     report = Report('step1')
-    report.log(f'step 1: TOP_N_TAGS={top_n_tags} THRESHOLD={threshold} seed={seed} vocab={vocab}',
-               top_n_tags=top_n_tags, threshold=threshold, seed=seed, vocab=vocab)
+    report.log(f'step 1: TOP_N_TAGS={top_n_tags} THRESHOLD={threshold} seed={seed} vocab={vocab} '
+               f'multiword_underscore={multiword_underscore} count_by={count_by}', top_n_tags=top_n_tags,
+               threshold=threshold, seed=seed, vocab=vocab, multiword_underscore=multiword_underscore,
+               count_by=count_by)
     log = StageLog(report)
-    df, categories = filtered_annotations(data_path, vocab, google_path, music_path, log)
-    pairs, tags = top_tags(df, top_n_tags, log)
+    df, categories = filtered_annotations(data_path, vocab, google_path, music_path, multiword_underscore, log)
+    pairs, tags = top_tags(df, top_n_tags, count_by, log)
 
     songs = np.array(sorted(pairs.song_id.unique()))  # row IX of binaries.npy = IX-th sorted track id
     song_ix = pd.Categorical(pairs.song_id, categories=songs).codes
@@ -271,13 +277,21 @@ def main(argv=None):
     run_parser.add_argument('threshold', type=int, help='minimum songs per tag in each of train/valid/test')
     run_parser.add_argument('--seed', type=int, default=0, help='seed of the artist shuffles')
     run_parser.add_argument('--max_tries', type=int, default=1000, help='artist shuffles before giving up')
-    run_parser.add_argument('--vocab', choices=['both', 'google', 'music', 'none'], default='both',
-                            help='word vectors a tag must have')
+    run_parser.add_argument('--count_by', choices=['rows', 'tracks'], default='rows',
+                            help='rank tags by annotation rows, as the original (several original tags of one track '
+                            'that clean to one tag count several times), or by distinct tracks')
+    run_parser.add_argument('--vocab', choices=['google', 'both', 'music', 'none'], default='google',
+                            help='word vectors a tag must have: google, as the original; both also requires the '
+                            'music vector that step 2 needs (the original crashed in step 2 without one)')
+    run_parser.add_argument('--multiword_underscore', type=str2bool, default=False, metavar=BOOL,
+                            help="True: a tag 'a b' also matches the vector 'a_b' (default False: the exact "
+                            'spelling, as the original)')
     add_vector_path_arguments(run_parser)
     run_parser.add_argument('--prefix', default='', help="prefix of the written file names ('sub_' for --is_subset)")
     args = parser.parse_args(argv)
     return run(args.data_path, args.top_n_tags, args.threshold, seed=args.seed, max_tries=args.max_tries,
-               vocab=args.vocab, google_path=args.google_path, music_path=args.music_path, prefix=args.prefix)
+               vocab=args.vocab, google_path=args.google_path, music_path=args.music_path, prefix=args.prefix,
+               count_by=args.count_by, multiword_underscore=args.multiword_underscore)
 
 
 if __name__ == '__main__':

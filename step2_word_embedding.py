@@ -15,8 +15,9 @@ loads the unprefixed pickles for both the full and the subset split, so they hol
                   (Word2Vec.load; a KeyedVectors file or a word2vec .bin works too).
 A tag is looked up as written, then with '_' joining its words ('smooth jazz' -> 'smooth_jazz'), the
 way word2vec stores phrases. The vector size is whatever the files hold (300 for the released ones).
-Tags missing from a vocabulary stop the step with one error listing them (exit 2): step 1 (default
---vocab both) only keeps tags that have both vectors.
+Tags missing from a vocabulary stop the step with one error listing them (exit 2), where the original
+crashed: step 1 keeps, as the original, every tag with a Google vector; its --vocab both keeps only tags
+that have both. The model files are gensim pickles: use only files from a trusted source.
 Also prints and writes DATA_PATH/nearest_neighbours.md: the 10 nearest words of --nn_tags in each
 embedding side by side (the paper's Tab3), and DATA_PATH/step2_report.txt/.json.
 """
@@ -116,7 +117,7 @@ def run(data_path, google_path=None, music_path=None, download=False, tags_files
     if any(missing.values()):
         die('tags without a word vector: ' + '; '.join(f'{name}: {", ".join(tags)}'
                                                        for name, tags in missing.items() if tags)
-            + ' (rerun step1_data_split.py with --vocab both so that only tags with both vectors are kept)')
+            + ' (rerun step1_data_split.py with --vocab both, which keeps only tags that have both vectors)')
 
     for name, table in tables.items():
         atomic_pickle(os.path.join(data_path, f'{name}_emb.pkl'), table)

@@ -1,4 +1,4 @@
-"""A small dataset written in the exact layout of the released splits, with learnable signal:
+"""A small dataset written in the exact layout of the released splits (README: data layout), with learnable signal:
 each tag has its own mel band pattern and CF direction, and a song's spectrogram and item factor mix those of
 its tags with noise."""
 import os
@@ -14,7 +14,7 @@ def track_id(rng):
 
 
 def write_dataset(root, n_songs=96, n_tags=6, word_dim=12, cf_dim=10, n_frames=260, seed=0, prefix='',
-                  categories=('genre', 'mood', 'instrument')):
+                  categories=('genre', 'mood', 'instrument'), spectrograms=True):
     rng = np.random.default_rng(seed)
     os.makedirs(root, exist_ok=True)
     tags = np.array(sorted(f'tag{i:02d}' for i in range(n_tags)))
@@ -44,7 +44,7 @@ def write_dataset(root, n_songs=96, n_tags=6, word_dim=12, cf_dim=10, n_frames=2
     cf = binaries @ tag_cf + 0.3 * rng.standard_normal((n_songs, cf_dim))
     np.save(os.path.join(root, f'{prefix}ix_to_cf.npy'), cf.astype(np.float32))
     bands = rng.integers(0, 120, n_tags)
-    for i, tid in enumerate(ids):
+    for i, tid in enumerate(ids if spectrograms else []):
         length = n_frames if i % 7 else 120  # some spectrograms shorter than a chunk: zero-padded
         spec = rng.standard_normal((128, length)).astype(np.float32) * 0.5
         for j in np.flatnonzero(binaries[i]):
@@ -53,3 +53,19 @@ def write_dataset(root, n_songs=96, n_tags=6, word_dim=12, cf_dim=10, n_frames=2
         os.makedirs(folder, exist_ok=True)
         np.save(os.path.join(folder, tid + '.npy'), spec)
     return {'tags': tags, 'binaries': binaries, 'ids': ids, 'splits': splits}
+
+
+class _CreatesFile:
+    """Unpickling this calls open(marker, "w") (pickled as io.open), a stand-in for any code a crafted pickle could run."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), 'w')
+
+
+def write_code_running_pickle(path, marker, keys=('x',)):
+    """A pickled dict whose values, once unpickled by plain pickle.load, have created the file `marker`."""
+    with open(path, 'wb') as f:
+        pickle.dump({key: _CreatesFile(marker) for key in keys}, f)

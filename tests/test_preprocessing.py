@@ -1,4 +1,5 @@
 """Preprocessing steps 0-3 on small inputs in the release's formats, checked against the original's rules."""
+import json
 import os
 import pickle
 import shutil
@@ -15,6 +16,7 @@ from errors import exit_on_user_error
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from preprocess_fixtures import (CF_DIM, GOOGLE_WORDS, MUSIC_WORDS, N_ARTISTS, ROOT, THRESHOLD,  # noqa: E402
                                  TOP_N, audio_dir, data_copy, pipeline, raw_data)  # noqa: F401  (fixtures)
+from synthetic_data import write_code_running_pickle  # noqa: E402
 
 import preprocess_utils  # noqa: E402
 import step0_mel_spectrogram  # noqa: E402
@@ -44,17 +46,24 @@ def load_split(data_path, prefix=''):
     return {name: np.load(data_path / f'{prefix}{name}_ids.npy') for name in ('train', 'valid', 'test')}
 
 
-def expected_annotations(raw_data):
-    """The original's filters written out plainly: {track: set(tags)} and the top-N tags."""
-    in_vocab = set(GOOGLE_WORDS) & set(MUSIC_WORDS)
-    pairs = {(song, tag.strip().lower()) for song, _, tag, _, score in raw_data.rows if score >= 50}
-    pairs = {(song, tag) for song, tag in pairs
-             if (tag in in_vocab or tag.replace(' ', '_') in in_vocab)
-             and song in raw_data.song_to_artist and song in raw_data.spec_ids}
-    tracks_per_tag = Counter(tag for _, tag in pairs)
-    top = sorted(sorted(tracks_per_tag, key=lambda tag: (-tracks_per_tag[tag], tag))[:TOP_N])
+def expected_annotations(raw_data, vocabularies=(GOOGLE_WORDS,), multiword_underscore=False, count_by='rows'):
+    """The original's filters written out plainly (defaults: its rules): {track: set(tags)} and the top-N tags.
+
+    Score >= 50; the exact spelling in the Google vectors; an artist other than 'unknown'; a spectrogram; the
+    top N tags by annotation rows (Counter(df.merged)), alphabetical among equal counts.
+    """
+    def has_vector(tag):
+        forms = {tag, tag.replace(' ', '_')} if multiword_underscore else {tag}
+        return all(forms & set(words) for words in vocabularies)
+
+    rows = [(song, tag.strip().lower()) for song, _, tag, _, score in raw_data.rows if score >= 50]
+    rows = [(song, tag) for song, tag in rows if has_vector(tag) and song in raw_data.spec_ids
+            and raw_data.song_to_artist.get(song, 'unknown') != 'unknown']
+    counts = Counter(tag for _, tag in (rows if count_by == 'rows' else set(rows)))
+    top = sorted(sorted(counts, key=lambda tag: (-counts[tag], tag))[:TOP_N])
+    assert counts[top[-1]] != counts[sorted(counts, key=lambda tag: (-counts[tag], tag))[TOP_N]]  # no tie at the cut
     songs = {}
-    for song, tag in pairs:
+    for song, tag in rows:
         if tag in top:
             songs.setdefault(song, set()).add(tag)
     return songs, top
@@ -66,6 +75,8 @@ def test_step1_binaries_follow_the_original_rules(raw_data, pipeline):
     tags = np.load(pipeline / 'tags.npy')
     assert tags.tolist() == top == sorted(top) and all(t == t.lower() for t in tags)
     assert 'smooth jazz' not in top and 'xyzzy' not in top  # no Google / no vector at all
+    assert 'samba' in top and 'metal' not in top  # ranked by annotation rows, not by tracks
+    assert not set(songs) & set(raw_data.unknown_artist)
     binaries = np.load(pipeline / 'binaries.npy')
     ids = np.load(pipeline / 'existing_ids.npy')
     assert binaries.dtype == np.float32 and binaries.shape == (len(songs), len(top))
@@ -77,6 +88,39 @@ def test_step1_binaries_follow_the_original_rules(raw_data, pipeline):
     assert all(ids[int(ix)] == track for ix, track in (x.split('//') for x in all_ids))
     report = (pipeline / 'step1_report.txt').read_text()
     assert 'score >= 50' in report and 'tracks with a spectrogram' in report
+    facts = json.loads((pipeline / 'step1_report.json').read_text())
+    unknown = {song for song, _, tag, _, score in raw_data.rows if song in raw_data.unknown_artist and score >= 50
+               and tag.strip().lower() in GOOGLE_WORDS}
+    assert facts['unknown_artist_tracks'] == len(unknown) > 0 and "artist is 'unknown'" in report
+    assert 'female vocalists' in facts['tags_without_vector']  # only 'female_vocalists' has a vector
+
+
+def test_step1_flags_give_the_other_rules(raw_data, data_copy):
+    assert step1_data_split.main(['run', str(data_copy), str(TOP_N), str(THRESHOLD), '--count_by', 'tracks',
+                                  '--vocab', 'both', '--multiword_underscore', 'True']) == 0
+    songs, top = expected_annotations(raw_data, (GOOGLE_WORDS, MUSIC_WORDS), multiword_underscore=True,
+                                      count_by='tracks')
+    assert np.load(data_copy / 'tags.npy').tolist() == top and 'metal' in top and 'samba' not in top
+    assert np.load(data_copy / 'existing_ids.npy').tolist() == sorted(songs)
+    dropped = json.loads((data_copy / 'step1_report.json').read_text())['tags_without_vector']
+    assert 'female vocalists' not in dropped and 'smooth jazz' in dropped  # Google has no smooth_jazz
+    help_text = subprocess.run([sys.executable, str(ROOT / 'step1_data_split.py'), 'run', '--help'],
+                               capture_output=True, text=True, cwd=ROOT).stdout
+    for flag in ('--count_by', '--vocab', '--multiword_underscore', 'trusted source'):
+        assert flag in help_text
+
+
+def test_step1_refuses_an_artist_pickle_that_would_run_code(data_copy, capsys):
+    marker = data_copy / 'marker'
+    write_code_running_pickle(data_copy / 'song_to_artist.pkl', marker)
+    code, _, err = run_script('step1_data_split.py', data_copy, TOP_N, THRESHOLD)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith('error: ')
+    assert str(data_copy / 'song_to_artist.pkl') in err and 'io.open' in err
+    assert not marker.exists()
+    with open(data_copy / 'song_to_artist.pkl', 'wb') as f:
+        pickle.dump(['AR01', 'AR02'], f)
+    line = exits_with_error(capsys, step1_data_split.main, ['run', str(data_copy), str(TOP_N), str(THRESHOLD)])
+    assert 'holds a list, expected a dict track id -> artist id' in line
 
 
 def test_step1_split_is_by_artist_70_15_15_and_meets_threshold(raw_data, pipeline):
@@ -188,6 +232,26 @@ def test_step2_writes_vectors_and_nearest_neighbours(raw_data, pipeline, capsys)
     assert rows['smooth jazz'].split(' | ')[1] == '(not in vocabulary)'  # Google has no smooth_jazz here
     assert len(rows['jungle'].split(' | ')[2].split(', ')) == 10
     assert '| tag | google | music |' in capsys.readouterr().out
+
+
+def test_step2_names_the_step1_flag_for_a_tag_without_a_music_vector(raw_data, pipeline, tmp_path, capsys):
+    """Step 1 keeps, as the original, tags with a Google vector; one without a music vector (where the original's
+    step 2 crashed) stops step 2 with one line that names it and step 1's --vocab both."""
+    from gensim.models import Word2Vec
+
+    data_path = tmp_path / 'data'
+    shutil.copytree(pipeline, data_path)
+    for name in ('google_emb.pkl', 'music_emb.pkl'):  # written when another test ran step 2 on the pipeline
+        (data_path / name).unlink(missing_ok=True)
+    words = [w for w in MUSIC_WORDS if w != 'samba']
+    Word2Vec([words] * 5, vector_size=8, min_count=1, epochs=1, workers=1, seed=0).save(
+        str(data_path / 'music_w2v' / 'model_semeval_trigrams_300.model'))
+    line = exits_with_error(capsys, step2_word_embedding.main, ['run', str(data_path)])
+    assert 'music: samba' in line and 'google' not in line.split('(')[0] and '--vocab both' in line
+    assert not (data_path / 'google_emb.pkl').exists() and not (data_path / 'music_emb.pkl').exists()
+    assert step1_data_split.main(['run', str(data_path), str(TOP_N), str(THRESHOLD), '--vocab', 'both']) == 0
+    assert 'samba' not in np.load(data_path / 'tags.npy')
+    assert step2_word_embedding.main(['run', str(data_path)]) == 0
 
 
 def test_step2_missing_vocabulary_is_one_error(pipeline, tmp_path):
