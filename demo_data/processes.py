@@ -17,10 +17,15 @@ from errors import UserError
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def die_with_parent(parent_pid):
-    """In a child: be killed when the parent dies; exit now if it already has (it died before the call)."""
+def kill_me_when_parent_dies():
+    """In a child (Linux): the kernel sends it SIGKILL when its parent dies; kept across exec."""
     if sys.platform.startswith('linux'):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def die_with_parent(parent_pid):
+    """In a child: be killed when the parent dies; exit now if it already has (it died before the call)."""
+    kill_me_when_parent_dies()
     if os.getppid() != parent_pid:
         os._exit(1)
 
@@ -65,13 +70,15 @@ class Guardian:
 
     def run(self, command):
         """Run `command` in a new process group that the guardian kills if the build dies; returns its exit code."""
-        process = subprocess.Popen(command, start_new_session=True)
+        # the step itself also dies with the build: nothing escapes before the guardian hears of it
+        process = subprocess.Popen(command, start_new_session=True, preexec_fn=kill_me_when_parent_dies)
         self._tell('start', process.pid)
         try:
             return process.wait()
         finally:
             if process.poll() is None:  # interrupted (Ctrl-C): stop the step and its workers now
-                os.killpg(process.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
             self._tell('end', process.pid)
 
