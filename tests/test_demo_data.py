@@ -1,5 +1,5 @@
 """make_demo_data.py: a small demo build has the MSD500 raw files, the preprocessed splits and vectors,
-and a second build of the same seed, interrupted and resumed, gives the same data.
+and a second build of the same seed, killed (its workers dying with it) and resumed, gives the same data.
 
 Two 60-song builds (~30 s each on 2 cores), shared by all tests of this module.
 """
@@ -18,7 +18,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from make_demo_data import CATEGORIES, W2V_SIZE  # noqa: E402
+from demo_data.annotations import CATEGORIES  # noqa: E402
+from demo_data.vectors import W2V_SIZE  # noqa: E402
 from preprocess_utils import spec_path  # noqa: E402
 
 BUILD = [sys.executable, os.path.join(ROOT, 'make_demo_data.py'), '--n_songs', '60', '--threshold', '1',
@@ -38,9 +39,29 @@ def demo(tmp_path_factory):
     return out
 
 
+def children_of(pid):
+    """Pids of the living processes whose parent is `pid` (Linux /proc)."""
+    children = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit() and is_running(int(entry)):
+            with open(f'/proc/{entry}/stat') as f:
+                if int(f.read().rsplit(')', 1)[1].split()[1]) == pid:
+                    children.append(int(entry))
+    return children
+
+
+def is_running(pid):
+    """True while the process exists and is not a zombie (a dead orphan nobody reaped yet)."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 @pytest.fixture(scope='module')
 def resumed_demo(tmp_path_factory, demo):
-    """The same build killed part-way (with its workers and step subprocesses), then rerun."""
+    """The same build's process killed (kill -9) part-way, then rerun; its render workers must die with it."""
     out = str(tmp_path_factory.mktemp('demo_resumed') / 'demo')
     first = subprocess.Popen(BUILD + ['--out', out], cwd=ROOT, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
@@ -49,12 +70,18 @@ def resumed_demo(tmp_path_factory, demo):
     while first.poll() is None and time.time() < deadline and (
             not os.path.isdir(rendered) or len(os.listdir(rendered)) < 20):  # kill in the middle of rendering
         time.sleep(0.2)
-    if first.poll() is None:
-        os.killpg(first.pid, signal.SIGKILL)
+    children = children_of(first.pid)  # 2 render workers and the guardian of the step processes
+    first.kill()
     first.wait()
+    deadline = time.time() + 2
+    while any(map(is_running, children)) and time.time() < deadline:
+        time.sleep(0.1)
+    survivors = [pid for pid in children if is_running(pid)]
+    for pid in survivors:  # do not leave them running when the assertion fails
+        os.kill(pid, signal.SIGKILL)
     assert not os.path.exists(os.path.join(out, 'demo_report.md'))  # it was interrupted
     build(out)
-    return out
+    return out, children, survivors
 
 
 def load(path):
@@ -118,20 +145,33 @@ def test_vectors_and_item_factors(demo):
 
 
 def test_same_seed_same_data_after_resume(demo, resumed_demo):
+    resumed = resumed_demo[0]
     for name in ['tags.npy', 'binaries.npy', 'existing_ids.npy', 'train_tag_to_ix.pkl', 'google_emb.pkl',
                  'music_emb.pkl', 'ix_to_cf.npy', 'msd500/song_to_artist.pkl']:
-        a, b = load(os.path.join(demo, name)), load(os.path.join(resumed_demo, name))
+        a, b = load(os.path.join(demo, name)), load(os.path.join(resumed, name))
         if isinstance(a, dict):
             assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a), name
         else:
             assert np.array_equal(a, b), name
-    assert split_ids(demo) == split_ids(resumed_demo)
+    assert split_ids(demo) == split_ids(resumed)
     for name in ['msd500/track_tags.tsv', 'msd500/SIMULATED_taste_profile.tsv', 'tag_categories.tsv']:
-        assert open(os.path.join(demo, name)).read() == open(os.path.join(resumed_demo, name)).read(), name
+        assert open(os.path.join(demo, name)).read() == open(os.path.join(resumed, name)).read(), name
     for entry in np.load(os.path.join(demo, 'existing_ids.npy')):
         a = np.load(spec_path(demo, str(entry))).astype(np.float32)
-        b = np.load(spec_path(resumed_demo, str(entry))).astype(np.float32)
+        b = np.load(spec_path(resumed, str(entry))).astype(np.float32)
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize('option', [['--n_songs', '5'], ['--seed', '1']])  # too few songs; not DIR's options
+def test_bad_options_exit_2_with_one_line(demo, option):
+    result = subprocess.run(BUILD + option + ['--out', demo], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == ''
+    assert result.stderr.startswith('error: ') and result.stderr.count('\n') == 1, result.stderr
+
+
+def test_killed_build_leaves_no_process_behind(resumed_demo):
+    _, children, survivors = resumed_demo
+    assert len(children) == 3 and survivors == []  # 2 render workers and the guardian, all gone within 2 s
 
 
 @pytest.mark.parametrize('input_type', ['spec', 'cf', 'hybrid'])
