@@ -13,6 +13,8 @@ import sys
 import numpy as np
 
 from errors import UserError, exit_on_user_error
+from tracking import (DEFAULT_EXPERIMENT, DEFAULT_STORE, log_test_results, make_logger, tracking_record,
+                      without_credentials)
 
 TRUE_WORDS = ('true', '1', 'yes', 'y', 't', 'on')
 FALSE_WORDS = ('false', '0', 'no', 'n', 'f', 'off')
@@ -99,8 +101,14 @@ def build_parser():
     new.add_argument('--strategy', type=str, default='auto', help='auto, ddp, ddp_spawn, ...')
     new.add_argument('--precision', type=str, default='32-true', help='32-true, 16-mixed, bf16-mixed')
     new.add_argument('--ckpt_path', type=str, default=None, help='resume TRAIN from this checkpoint')
-    new.add_argument('--logger', type=str, default=None, choices=['tensorboard', 'csv', 'neptune', 'none'],
+    new.add_argument('--logger', type=str, default=None, choices=['tensorboard', 'csv', 'mlflow', 'neptune', 'none'],
                      help='None: neptune when --neptune_project/--neptune_api_key are given, else tensorboard')
+    new.add_argument('--mlflow_uri', type=str, default=None,
+                     help=f'--logger mlflow: tracking store or server (http://HOST:PORT); None: sqlite:///{DEFAULT_STORE}'
+                          ' with artifacts in mlartifacts/ beside it')
+    new.add_argument('--experiment_name', type=str, default=DEFAULT_EXPERIMENT, help='--logger mlflow: experiment')
+    new.add_argument('--run_name', type=str, default=None,
+                     help='--logger mlflow: run name; None: the last folder of --model_save_path')
     new.add_argument('--neptune_mode', type=str, default='async', choices=['async', 'offline', 'debug'],
                      help='offline records under .neptune/ with no network')
     new.add_argument('--result_path', type=str, default=None,
@@ -123,31 +131,6 @@ def resolve_devices(config):
     if devices is None:
         devices = [int(g) for g in config.gpu_id.split(',') if g.strip()] if accelerator in ('gpu', 'cuda') else 1
     return accelerator, devices
-
-
-def make_logger(config):
-    from pytorch_lightning.loggers import CSVLogger, NeptuneLogger, TensorBoardLogger
-    kind = config.logger
-    if kind is None:
-        neptune_given = config.neptune_project != '.' or config.neptune_api_key != '.'
-        kind = 'neptune' if neptune_given else 'tensorboard'
-    if kind == 'none':
-        return False
-    if kind == 'tensorboard':
-        return TensorBoardLogger(save_dir=config.model_save_path, name='logs')
-    if kind == 'csv':
-        return CSVLogger(save_dir=config.model_save_path, name='logs')
-    try:
-        logger = NeptuneLogger(project=None if config.neptune_project == '.' else config.neptune_project,
-                               api_key=None if config.neptune_api_key == '.' else config.neptune_api_key,
-                               mode=config.neptune_mode, log_model_checkpoints=False)
-        logger.experiment  # start the run now, so a failure stops before training
-    except Exception as e:
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f'Neptune ({config.neptune_mode} mode) failed: {type(e).__name__}: {first_line}. Neptune\'s '
-                        'hosted service was sunset: use --neptune_mode offline (records under .neptune/), '
-                        '--logger tensorboard, or check --neptune_project/--neptune_api_key')
-    return logger
 
 
 def read_checkpoint(path):
@@ -252,7 +235,9 @@ def main(config):
     dm.unseen_tags = resolve_zeroshot(config, data, hparams.get('config'))
     dims = model_dims(model_state, hparams) if testing else \
         {'word_dim': data.word_dim, 'cf_dim': data.cf_dim or 200, 'n_channels': config.n_channels}
-    run_config = dict(vars(config), unseen_tags=dm.unseen_tags, accelerator=accelerator, devices=devices)
+    logger = make_logger(config, hparams.get('config')) if not testing else False
+    run_config = without_credentials(dict(vars(config), unseen_tags=dm.unseen_tags, accelerator=accelerator,
+                                          devices=devices, **tracking_record(logger)))
     result_path = config.result_path or os.path.join(os.path.dirname(os.path.abspath(config.model_load_path)),
                                                      'test')
     training = {k: getattr(config, k) for k in ('margin', 'lr', 'weight_decay', 'is_weighted', 'loss', 'temperature')}
@@ -274,7 +259,7 @@ def main(config):
                          max_epochs=config.n_epochs, max_steps=config.max_steps,
                          limit_train_batches=config.limit_train_batches, limit_val_batches=config.limit_val_batches,
                          limit_test_batches=config.limit_test_batches,
-                         logger=make_logger(config) if not testing else False,
+                         logger=logger,
                          callbacks=[checkpoint_cb], reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
                          log_every_n_steps=10, enable_model_summary=not testing)
     if testing:
@@ -285,6 +270,7 @@ def main(config):
         with open(os.path.join(result_path, 'summary.json')) as f:
             summary = json.load(f)['means']
         print_summary(summary, f'TEST of {checkpoint_path} on {len(data.ids["test"][0])} songs -> {result_path}')
+        log_test_results(hparams.get('config'), result_path, summary)
         return solver.last_eval or {'summary': summary}
     trainer.fit(solver, datamodule=dm, ckpt_path=config.ckpt_path)
     if trainer.is_global_zero:
