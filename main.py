@@ -104,8 +104,8 @@ def build_parser():
     new.add_argument('--logger', type=str, default=None, choices=['tensorboard', 'csv', 'mlflow', 'neptune', 'none'],
                      help='None: neptune when --neptune_project/--neptune_api_key are given, else tensorboard')
     new.add_argument('--mlflow_uri', type=str, default=None,
-                     help=f'--logger mlflow: tracking store or server (http://HOST:PORT); None: sqlite:///{DEFAULT_STORE}'
-                          ' with artifacts in mlartifacts/ beside it')
+                     help='--logger mlflow: tracking store or server (http://HOST:PORT); None: '
+                          f'sqlite:///{DEFAULT_STORE} with artifacts in mlartifacts/ beside it')
     new.add_argument('--experiment_name', type=str, default=DEFAULT_EXPERIMENT, help='--logger mlflow: experiment')
     new.add_argument('--run_name', type=str, default=None,
                      help='--logger mlflow: run name; None: the last folder of --model_save_path')

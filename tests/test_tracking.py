@@ -203,3 +203,13 @@ def test_grid_compared_in_the_mlflow_ui_in_a_browser(tmp_path):
     assert 20_000 < shot.stat().st_size < 600_000
     if os.environ.get('SCREENSHOT_TO'):
         shutil.copyfile(shot, os.environ['SCREENSHOT_TO'])
+
+
+def test_unreachable_neptune_names_its_shutdown_and_mlflow(monkeypatch):
+    monkeypatch.delenv('NEPTUNE_API_TOKEN', raising=False)
+    config = cli.build_parser().parse_args(['--neptune_project', 'lab/tags'])
+    with pytest.raises(tracking.UserError) as error:
+        tracking.make_logger(config)
+    message = str(error.value)
+    assert message.startswith('Neptune (async mode) failed')
+    assert 'shut down on 5 March 2026' in message and '--logger mlflow' in message
