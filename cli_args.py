@@ -8,6 +8,7 @@ file is read or any work starts.
 """
 import argparse
 import os
+import re
 
 TRUE_WORDS = ('true', '1', 'yes', 'y', 't', 'on')
 FALSE_WORDS = ('false', '0', 'no', 'n', 'f', 'off')
@@ -119,11 +120,12 @@ def take_neptune_key(config):
     return config
 
 
-SECRET_WORDS = ('api_key', 'token', 'password', 'secret')
+CREDENTIAL = re.compile(r'key|token|password|secret|credential', re.IGNORECASE)
 
 
 def public_config(config):
-    """A plain dict of the config without any credential, for logs and files."""
+    """A plain dict of a config (Namespace or nested dict) with every credential-like entry redacted, for logs
+    and files."""
     values = dict(vars(config)) if not isinstance(config, dict) else dict(config)
-    return {k: (REDACTED if any(w in k.lower() for w in SECRET_WORDS) and v not in (UNSET, None) else v)
-            for k, v in values.items()}
+    return {k: public_config(v) if isinstance(v, dict) else
+            REDACTED if CREDENTIAL.search(str(k)) and v not in (UNSET, None) else v for k, v in values.items()}

@@ -13,6 +13,9 @@
 
 Every run is `main.py --mode TRAIN` then `--mode TEST` in a subprocess, under results/runs/CONFIG/seedS/. It resumes:
 a finished run (its test/summary.json exists) is skipped, an interrupted one continues from its last.ckpt.
+Every run is also tracked in one MLflow experiment (--experiment_name, --mlflow_uri: the project's mlruns.db),
+named CONFIG-sSEED; runs finished before they were tracked are imported from their files. To compare them:
+    mlflow ui --backend-store-uri sqlite:///mlruns.db --host 127.0.0.1 --port 5000
 """
 import argparse
 import csv
@@ -25,6 +28,8 @@ import sys
 import time
 
 import numpy as np
+
+import tracking
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BW = ['--is_balanced', 'True', '--is_weighted', 'True']
@@ -59,6 +64,10 @@ def run_one(name, seed, args):
     folder = run_dir(args.out, name, seed)
     summary = os.path.join(folder, 'test', 'summary.json')
     if os.path.isfile(summary):
+        with open(os.path.join(folder, 'config.json')) as f:
+            tracked = 'mlflow_run_id' in json.load(f)
+        if not tracked:  # finished before runs were tracked: its files become an MLflow run of the same name
+            tracking.import_finished_run(folder, f'{name}-s{seed}', args.mlflow_uri, args.experiment_name)
         return 'done before'
     flags = [f.format(zeroshot_file=os.path.join(args.out, 'zeroshot_tags.txt')) for f in CONFIGS[name][1]]
     common = ['--data_path', args.data_path, '--seed', str(seed)] + flags + args.budget + shlex.split(args.extra)
@@ -66,8 +75,8 @@ def run_one(name, seed, args):
     if not os.path.isfile(os.path.join(folder, 'best.ckpt')) or os.path.isfile(last):
         resume = ['--ckpt_path', last] if os.path.isfile(last) else []
         train = [sys.executable, '-u', os.path.join(HERE, 'main.py'), '--mode', 'TRAIN', '--model_save_path', folder,
-                 '--logger', 'csv'] + common[:-len(shlex.split(args.extra)) or None] + args.train_only + \
-            shlex.split(args.extra) + resume
+                 *mlflow_flags(name, seed, args)] + common[:-len(shlex.split(args.extra)) or None] + \
+            args.train_only + shlex.split(args.extra) + resume
         _call(train, os.path.join(folder, 'train.log'))
         if os.path.isfile(last):  # finished: last.ckpt stays, but TRAIN is not repeated on a rerun
             os.replace(last, os.path.join(folder, 'last_finished.ckpt'))
@@ -75,6 +84,12 @@ def run_one(name, seed, args):
             os.path.join(folder, 'best.ckpt'), '--result_path', os.path.join(folder, 'test')] + common
     _call(test, os.path.join(folder, 'test.log'))
     return 'ran'
+
+
+def mlflow_flags(name, seed, args):
+    """Every run of the grid goes into one MLflow experiment, named by configuration and seed."""
+    return ['--logger', 'mlflow', '--experiment_name', args.experiment_name, '--run_name', f'{name}-s{seed}',
+            '--mlflow_uri', tracking.resolve_uri(args.mlflow_uri)]
 
 
 def _call(command, log):
@@ -250,6 +265,9 @@ def main():
     parser.add_argument('--configs', nargs='+', choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument('--full', action='store_true', help="the original's settings instead of the CPU budget")
     parser.add_argument('--extra', default='', help='more main.py flags for every run, e.g. "--max_steps 2"')
+    parser.add_argument('--mlflow_uri', default=None,
+                        help=f'MLflow store or server for the runs; None: sqlite:///{tracking.DEFAULT_STORE}')
+    parser.add_argument('--experiment_name', default='tag-retrieval-grid', help='MLflow experiment of the grid')
     parser.add_argument('--report_only', action='store_true', help='only rebuild tables and figures')
     args = parser.parse_args()
     args.budget = [] if args.full else CPU_BUDGET

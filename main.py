@@ -14,6 +14,7 @@ import sys
 from cli_args import (BOOL, HelpFormatter, devices_arg, int_or_float, non_negative_float, non_negative_int, positive_float, positive_int,
                       public_config, str2bool, take_neptune_key, usage_examples)
 from errors import UserError, exit_on_user_error
+from tracking import DEFAULT_EXPERIMENT, DEFAULT_STORE, log_test_results, make_logger, tracking_record
 
 PRECISIONS = ['32-true', '32', 'bf16-mixed', 'bf16-true', '16-mixed', '16-true', '64-true', '64']
 
@@ -72,8 +73,14 @@ def build_parser():
     new.add_argument('--precision', type=str, default='32-true', choices=PRECISIONS,
                      help='Lightning precision: bf16-mixed is the fast path on CPUs with bf16 and on recent GPUs')
     new.add_argument('--ckpt_path', type=str, default=None, help='resume TRAIN from this checkpoint')
-    new.add_argument('--logger', type=str, default=None, choices=['tensorboard', 'csv', 'neptune', 'none'],
+    new.add_argument('--logger', type=str, default=None, choices=['tensorboard', 'csv', 'mlflow', 'neptune', 'none'],
                      help='None: neptune when --neptune_project/--neptune_api_key are given, else tensorboard')
+    new.add_argument('--mlflow_uri', type=str, default=None,
+                     help='--logger mlflow: tracking store or server (http://HOST:PORT); None: '
+                          f'sqlite:///{DEFAULT_STORE} with artifacts in mlartifacts/ beside it')
+    new.add_argument('--experiment_name', type=str, default=DEFAULT_EXPERIMENT, help='--logger mlflow: experiment')
+    new.add_argument('--run_name', type=str, default=None,
+                     help='--logger mlflow: run name; None: the last folder of --model_save_path')
     new.add_argument('--neptune_mode', type=str, default='async', choices=['async', 'offline', 'debug'],
                      help='offline records under .neptune/ with no network')
     new.add_argument('--result_path', type=str, default=None,
@@ -96,31 +103,6 @@ def resolve_devices(config):
     if devices is None:
         devices = [int(g) for g in config.gpu_id.split(',') if g.strip()] if accelerator in ('gpu', 'cuda') else 1
     return accelerator, devices
-
-
-def make_logger(config):
-    from pytorch_lightning.loggers import CSVLogger, NeptuneLogger, TensorBoardLogger
-    kind = config.logger
-    if kind is None:
-        neptune_given = config.neptune_project != '.' or config.neptune_api_key != '.'
-        kind = 'neptune' if neptune_given else 'tensorboard'
-    if kind == 'none':
-        return False
-    if kind == 'tensorboard':
-        return TensorBoardLogger(save_dir=config.model_save_path, name='logs')
-    if kind == 'csv':
-        return CSVLogger(save_dir=config.model_save_path, name='logs')
-    try:
-        logger = NeptuneLogger(project=None if config.neptune_project == '.' else config.neptune_project,
-                               api_key=None,  # Neptune reads NEPTUNE_API_TOKEN, set by take_neptune_key
-                               mode=config.neptune_mode, log_model_checkpoints=False)
-        logger.experiment  # start the run now, so a failure stops before training
-    except Exception as e:
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f'Neptune ({config.neptune_mode} mode) failed: {type(e).__name__}: {first_line}. Neptune\'s '
-                        'hosted service was sunset: use --neptune_mode offline (records under .neptune/), '
-                        '--logger tensorboard, or check --neptune_project/--neptune_api_key')
-    return logger
 
 
 DATA_FLAGS = ('data_path', 'input_type', 'w2v_type', 'is_subset', 'is_balanced', 'batch_size', 'num_workers',
@@ -170,13 +152,14 @@ def train(config):
 
     from solver import Solver
     pl.seed_everything(config.seed, workers=True)
-    dm, data, _, _ = prepare(config, ('train', 'valid'), config.ckpt_path)
-    settings = run_config(config, dm)
+    dm, data, _, hparams = prepare(config, ('train', 'valid'), config.ckpt_path)
+    logger = make_logger(config, hparams.get('config'))  # before the config is saved: it records the run id
+    settings = dict(run_config(config, dm), **tracking_record(logger))
     solver = Solver(input_type=config.input_type, word_dim=data.word_dim, cf_dim=data.cf_dim or 200,
                     n_channels=config.n_channels, config=settings, **{k: getattr(config, k) for k in TRAINING_FLAGS})
     checkpoint_cb = ModelCheckpoint(dirpath=config.model_save_path, filename='best', monitor='map', mode='max',
                                     save_top_k=1, save_last=True, enable_version_counter=False)
-    trainer = make_trainer(config, False, [checkpoint_cb], make_logger(config))
+    trainer = make_trainer(config, False, [checkpoint_cb], logger)
     trainer.fit(solver, datamodule=dm, ckpt_path=config.ckpt_path)
     if trainer.is_global_zero:
         with open(os.path.join(config.model_save_path, 'config.json'), 'w') as f:
@@ -212,6 +195,7 @@ def test(config):
     with open(os.path.join(result_path, 'summary.json')) as f:
         summary = json.load(f)['means']
     print(format_summary(summary, f'TEST of {path} on {len(data.ids["test"][0])} songs -> {result_path}'))
+    log_test_results(hparams.get('config'), result_path, summary)
     return solver.last_eval or {'summary': summary}
 
 

@@ -2,9 +2,11 @@
 # Train the acoustic model with balanced-weighted sampling (the paper's best setting), then TEST its best checkpoint.
 #   bash run.sh                                  # embedded demo dataset: set up, build it if missing, train, test
 #   DATA_PATH=/data/msd100 bash run.sh           # your data (e.g. the released splits): the original's settings
-#   INPUT_TYPE=hybrid NEPTUNE_PROJECT=me/tags NEPTUNE_API_KEY=... bash run.sh
+#   LOGGER=mlflow bash run.sh                    # track the run in ./mlruns.db; ends with the dashboard's command
+#   INPUT_TYPE=hybrid NEPTUNE_PROJECT=me/tags NEPTUNE_API_KEY=... bash run.sh   # hosted Neptune is gone: offline mode
 # Environment: DATA_PATH, MODEL_SAVE_PATH, INPUT_TYPE (spec|cf|hybrid), W2V_TYPE (google|music), IS_SUBSET,
-# NEPTUNE_PROJECT, NEPTUNE_API_KEY, EXTRA_ARGS (any other main.py flags, e.g. "--n_epochs 50 --devices 2").
+# LOGGER (tensorboard|csv|mlflow|neptune|none), MLFLOW_URI, NEPTUNE_PROJECT, NEPTUNE_API_KEY,
+# EXTRA_ARGS (any other main.py flags, e.g. "--n_epochs 50 --devices 2").
 # On the demo without a GPU it uses a 2-core CPU budget (a CNN of base width 32 instead of 128, batch 64, 4 epochs
 # of 2,048 samples, lr 1e-3: about 5 minutes of training); with a GPU, or on your data, the original's settings.
 set -euo pipefail
@@ -26,6 +28,9 @@ fi
 neptune=()
 [ -n "${NEPTUNE_PROJECT:-}" ] && neptune+=(--neptune_project "$NEPTUNE_PROJECT")
 [ -n "${NEPTUNE_API_KEY:-}" ] && neptune+=(--neptune_api_key "$NEPTUNE_API_KEY")
+tracking=()
+[ -n "${LOGGER:-}" ] && tracking+=(--logger "$LOGGER")
+[ -n "${MLFLOW_URI:-}" ] && tracking+=(--mlflow_uri "$MLFLOW_URI")
 common=(--input_type "$INPUT_TYPE" --w2v_type "$W2V_TYPE" --is_subset "${IS_SUBSET:-False}" --data_path "$DATA_PATH")
 # shellcheck disable=SC2086
 $PY -u main.py \
@@ -34,7 +39,14 @@ $PY -u main.py \
   --is_balanced True \
   "${common[@]}" \
   --model_save_path "$MODEL_SAVE_PATH" \
-  "${budget[@]}" "${neptune[@]}" ${EXTRA_ARGS:-}
+  "${budget[@]}" "${neptune[@]}" "${tracking[@]}" ${EXTRA_ARGS:-}
 # shellcheck disable=SC2086
 $PY -u main.py --mode TEST "${common[@]}" --model_load_path "$MODEL_SAVE_PATH/best.ckpt" \
   --result_path "$MODEL_SAVE_PATH/test" ${EXTRA_ARGS:-}
+# with MLflow tracking (LOGGER=mlflow or --logger mlflow in EXTRA_ARGS), the last line opens its dashboard
+if [ "${LOGGER:-}" = mlflow ] || [[ " ${EXTRA_ARGS:-} " == *" --logger mlflow "* ]]; then
+  uri=$($PY -c 'import json, sys; print(json.load(open(sys.argv[1])).get("mlflow_tracking_uri", ""))' \
+        "$MODEL_SAVE_PATH/config.json")
+  echo "# the run is tracked in ${uri:-sqlite:///mlruns.db}; its dashboard, on http://127.0.0.1:5000:"
+  echo ".venv/bin/mlflow ui --backend-store-uri ${uri:-sqlite:///mlruns.db} --host 127.0.0.1 --port 5000"
+fi

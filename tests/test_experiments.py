@@ -11,7 +11,8 @@ TOY = '--n_channels 8 --batch_size 32 --epoch_size 64 --n_epochs 1 --num_chunk 4
 def test_grid_at_toy_size_writes_tables_and_figures(dataset, tmp_path):
     out = tmp_path / 'results'
     command = [sys.executable, os.path.join(ROOT, 'experiments.py'), '--data_path', dataset['root'], '--out', str(out),
-               '--configs', 'random', 'balanced_weighted', '--seeds', '0', '--extra', TOY]
+               '--configs', 'random', 'balanced_weighted', '--seeds', '0', '--extra', TOY,
+               '--mlflow_uri', f'sqlite:///{tmp_path}/mlruns.db', '--experiment_name', 'grid']
     first = subprocess.run(command, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr[-2000:]
     rows = list(csv.reader(open(out / 'table1_sampling.csv')))
@@ -20,6 +21,12 @@ def test_grid_at_toy_size_writes_tables_and_figures(dataset, tmp_path):
     assert (out / 'learning_curves.png').stat().st_size > 1000
     assert '| random |' in (out / 'RESULTS.md').read_text()
     assert 'wall time' in (out / 'RUN_INFO.md').read_text()
+    # every run of the grid is one MLflow run of one experiment, named by configuration and seed, TEST included
+    from mlflow import MlflowClient
+    client = MlflowClient(f'sqlite:///{tmp_path}/mlruns.db')
+    runs = client.search_runs([client.get_experiment_by_name('grid').experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ['balanced_weighted-s0', 'random-s0']
+    assert all(0 <= r.data.metrics['test/map'] <= 1 for r in runs)
     # a second call resumes: both runs are found finished and nothing is retrained
     second = subprocess.run(command, capture_output=True, text=True)
     assert second.returncode == 0 and second.stdout.count('done before') == 2

@@ -1,0 +1,215 @@
+"""Experiment tracking on MLflow: TRAIN + TEST into a SQLite store read back with MlflowClient (no network), a real
+tracking server reached over HTTP and read through its REST API, and the UI of a grid in headless Chromium.
+
+    SCREENSHOT_TO=docs/mlflow_grid.png python -m pytest -q tests/test_tracking.py -k browser   # keeps the screenshot
+"""
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+from mlflow import MlflowClient
+
+import main as cli
+import tracking
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ['--input_type', 'cf', '--n_channels', '8', '--batch_size', '32', '--num_chunk', '4', '--n_epochs', '1']
+CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser') or shutil.which('google-chrome')
+SERVER_START_S = 180  # starting mlflow's server on 2 busy cores can take a minute
+LOCAL_HOSTS = ('127.0.0.1', '::1', 'localhost')
+
+
+def run(*argv):
+    return cli.main(cli.build_parser().parse_args([str(a) for a in argv]))
+
+
+@pytest.fixture
+def outbound_connections(monkeypatch):
+    """Every attempt to reach another machine from this process, recorded and refused."""
+    attempts = []
+    real_connect = socket.socket.connect
+
+    def connect(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOCAL_HOSTS:
+            attempts.append(address)
+            raise OSError(f'no network in this test ({address})')
+        return real_connect(sock, address)
+    monkeypatch.setattr(socket.socket, 'connect', connect)
+    return attempts
+
+
+def train_and_test(dataset, tmp_path, uri, *extra):
+    checkpoint = run('--data_path', dataset['root'], '--model_save_path', tmp_path / 'cf-run', '--logger', 'mlflow',
+                     '--mlflow_uri', uri, '--experiment_name', 'exp', *TINY, *extra)
+    run('--mode', 'TEST', '--data_path', dataset['root'], '--model_load_path', checkpoint.best_model_path,
+        '--result_path', tmp_path / 'test', *TINY)
+    with open(tmp_path / 'cf-run' / 'config.json') as f:
+        return checkpoint, json.load(f)
+
+
+def test_train_and_test_are_one_mlflow_run(dataset, tmp_path, outbound_connections):
+    uri = f'sqlite:///{tmp_path}/store/mlruns.db'
+    checkpoint, config = train_and_test(dataset, tmp_path, uri, '--epoch_size', 640, '--neptune_api_key', 'SECRET-42')
+    client = MlflowClient(uri)
+    [found] = client.search_runs([client.get_experiment_by_name('exp').experiment_id])
+    run_id = found.info.run_id
+    assert config['mlflow_run_id'] == run_id and found.info.run_name == 'cf-run'
+    assert found.info.status == 'FINISHED'
+    params, metrics = found.data.params, found.data.metrics
+    assert params['config/epoch_size'] == '640' and params['margin'] == '0.4' and params['input_type'] == 'cf'
+    # a credential never leaves the command line: not in the run, not in config.json
+    assert not [k for k in params if 'key' in k] and 'SECRET-42' not in json.dumps(params)
+    assert 'SECRET-42' not in json.dumps(config) and 'neptune_api_key' not in config
+    # 20 steps of training, the loss logged every 10
+    loss = client.get_metric_history(run_id, 'train/loss_step')
+    assert [m.step for m in loss] == [9, 19] and all(0 <= m.value < 2 for m in loss)
+    assert metrics['train/rows_without_negative'] >= 0
+    assert metrics['map'] == pytest.approx(float(checkpoint.best_model_score))
+    assert all(0 <= metrics[f'valid/map/category/{c}'] <= 1 for c in ('genre', 'mood', 'instrument'))
+    assert 0 <= metrics['p_at_10'] <= 1 and 0 <= metrics['roc_auc'] <= 1
+    assert found.data.tags['best_checkpoint'] == os.path.abspath(checkpoint.best_model_path)
+    # TEST joined the training run: its metrics and files
+    with open(tmp_path / 'test' / 'summary.json') as f:
+        summary = json.load(f)['means']
+    assert metrics['test/map'] == pytest.approx(summary['all']['map'])
+    assert metrics['test/map/category/mood'] == pytest.approx(summary['category']['mood']['map'])
+    assert metrics['test/random_map'] == pytest.approx(summary['random_baseline']['map'])
+    assert [a.path for a in client.list_artifacts(run_id, 'test')] == ['test/per_tag.csv', 'test/summary.json']
+    copy = client.download_artifacts(run_id, 'test/per_tag.csv', str(tmp_path))
+    assert open(copy).read() == open(tmp_path / 'test' / 'per_tag.csv').read()
+    assert (tmp_path / 'store' / 'mlartifacts' / run_id).is_dir()  # artifacts beside the store
+    assert outbound_connections == []
+
+
+# ------------------------------------------------------------------------------------------ a real server
+def free_port():
+    with socket.socket() as s:
+        try:
+            s.bind(('127.0.0.1', 0))
+        except OSError as e:
+            pytest.skip(f'cannot bind a port on 127.0.0.1 for an MLflow server: {e}')
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(store, folder):
+    """`mlflow server` on 127.0.0.1 in a process group of its own (uvicorn, job runner, huey: all stopped)."""
+    port = free_port()
+    log_path = folder / 'server.log'
+    command = [os.path.join(os.path.dirname(sys.executable), 'mlflow'), 'server', '--backend-store-uri', store,
+               '--host', '127.0.0.1', '--port', str(port), '--workers', '1']
+    with open(log_path, 'w') as log:
+        server = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                  env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY='true',
+                                           MLFLOW_SERVER_ENABLE_JOB_EXECUTION='false'))  # no GenAI job runners
+    url = f'http://127.0.0.1:{port}'
+    try:
+        deadline = time.time() + SERVER_START_S
+        while not answers(url + '/health'):
+            if server.poll() is not None:
+                text = log_path.read_text()
+                if 'address already in use' in text.lower():
+                    pytest.skip(f'port {port} on 127.0.0.1 could not be bound by the MLflow server')
+                pytest.fail(f'mlflow server exited with {server.returncode}: {text[-1500:]}')
+            assert time.time() < deadline, f'mlflow server gave no answer in {SERVER_START_S} s'
+            time.sleep(0.5)
+        yield url
+    finally:
+        stop_group(server)
+
+
+def answers(url):
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def stop_group(process):
+    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        deadline = time.time() + wait_s
+        while time.time() < deadline:
+            process.poll()
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+    raise AssertionError(f'processes of group {process.pid} outlived SIGKILL')
+
+
+def rest(url, endpoint, **query):
+    with urllib.request.urlopen(f'{url}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(query)}',
+                                timeout=30) as response:
+        return json.load(response)
+
+
+def test_runs_logged_over_http_to_a_tracking_server(dataset, tmp_path):
+    with mlflow_server(f'sqlite:///{tmp_path}/server.db', tmp_path) as url:
+        _, config = train_and_test(dataset, tmp_path, url, '--epoch_size', 64)
+        assert config['mlflow_tracking_uri'] == url
+        found = rest(url, 'runs/get', run_id=config['mlflow_run_id'])['run']
+        assert found['info']['run_name'] == 'cf-run' and found['info']['status'] == 'FINISHED'
+        params = {p['key']: p['value'] for p in found['data']['params']}
+        metrics = {m['key']: m['value'] for m in found['data']['metrics']}
+        assert params['config/epoch_size'] == '64' and 0 <= metrics['map'] <= 1
+        with open(tmp_path / 'test' / 'summary.json') as f:
+            assert metrics['test/map'] == pytest.approx(json.load(f)['means']['all']['map'])
+        files = rest(url, 'artifacts/list', run_id=config['mlflow_run_id'], path='test')['files']
+        assert sorted(f['path'] for f in files) == ['test/per_tag.csv', 'test/summary.json']
+    assert (tmp_path / 'mlartifacts').is_dir()  # the server stored the uploaded files under its own folder
+    assert not answers(url + '/health')
+
+
+# ------------------------------------------------------------------------------------------ a real browser
+def chromium(tmp_path, url, *action):
+    command = [CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--hide-scrollbars', '--no-first-run',
+               '--disable-background-networking', '--disable-component-update', f'--user-data-dir={tmp_path}/profile',
+               '--window-size=1400,900', '--virtual-time-budget=20000', *action, url]
+    return subprocess.run(command, capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason='no Chromium on PATH: apt-get install chromium chromium-driver')
+def test_grid_compared_in_the_mlflow_ui_in_a_browser(tmp_path):
+    """The sampling grid of results/ (3 configurations x 3 seeds), as experiments.py names its runs."""
+    store = f'sqlite:///{tmp_path}/mlruns.db'
+    names = [f'{name}-s{seed}' for name in ('random', 'balanced', 'balanced_weighted') for seed in (0, 1, 2)]
+    for run_name in names:
+        name, seed = run_name.rsplit('-s', 1)
+        tracking.import_finished_run(os.path.join(ROOT, 'results', 'runs', name, f'seed{seed}'), run_name, store,
+                                     'tag-retrieval-grid')
+    experiment_id = MlflowClient(store).get_experiment_by_name('tag-retrieval-grid').experiment_id
+    with mlflow_server(store, tmp_path) as url:
+        page = f'{url}/#/experiments/{experiment_id}/runs'
+        dom = chromium(tmp_path, page, '--dump-dom').stdout
+        missing = [n for n in names if f'>{n}<' not in dom]
+        assert not missing, f'the runs page does not show {missing}'
+        shot = tmp_path / 'grid.png'
+        chromium(tmp_path, page + '?compareRunsMode=CHART', f'--screenshot={shot}')
+    with open(shot, 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    assert 20_000 < shot.stat().st_size < 600_000
+    if os.environ.get('SCREENSHOT_TO'):
+        shutil.copyfile(shot, os.environ['SCREENSHOT_TO'])
+
+
+def test_unreachable_neptune_names_its_shutdown_and_mlflow(monkeypatch):
+    monkeypatch.delenv('NEPTUNE_API_TOKEN', raising=False)
+    config = cli.build_parser().parse_args(['--neptune_project', 'lab/tags'])
+    with pytest.raises(tracking.UserError) as error:
+        tracking.make_logger(config)
+    message = str(error.value)
+    assert message.startswith('Neptune (async mode) failed')
+    assert 'shut down on 5 March 2026' in message and '--logger mlflow' in message
