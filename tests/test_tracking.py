@@ -67,8 +67,8 @@ def test_train_and_test_are_one_mlflow_run(dataset, tmp_path, outbound_connectio
     params, metrics = found.data.params, found.data.metrics
     assert params['config/epoch_size'] == '640' and params['margin'] == '0.4' and params['input_type'] == 'cf'
     # a credential never leaves the command line: not in the run, not in config.json
-    assert not [k for k in params if 'key' in k] and 'SECRET-42' not in json.dumps(params)
-    assert 'SECRET-42' not in json.dumps(config) and 'neptune_api_key' not in config
+    assert {params[k] for k in params if 'key' in k} == {'<redacted>'} and 'SECRET-42' not in json.dumps(params)
+    assert 'SECRET-42' not in json.dumps(config) and config['neptune_api_key'] == '<redacted>'
     # 20 steps of training, the loss logged every 10
     loss = client.get_metric_history(run_id, 'train/loss_step')
     assert [m.step for m in loss] == [9, 19] and all(0 <= m.value < 2 for m in loss)
