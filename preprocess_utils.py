@@ -1,6 +1,6 @@
 """Helpers shared by the preprocessing steps (step0_mel_spectrogram.py ... step3_taste_profile.py).
 
-Not run directly. One definition of each helper: error exit, report writing, atomic writes,
+Not run directly. One definition of each helper: error exit, report writing, atomic writes, JSON files,
 word-vector vocabulary access, spectrogram paths and the `run` sub-command CLI.
 """
 import argparse
@@ -112,6 +112,22 @@ def atomic_save_npy(path, array):
 
 def atomic_pickle(path, obj):
     atomic_write_bytes(path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+# ---------------------------------------------------------------- JSON files
+def read_json(path, what, fix):
+    """The parsed JSON of `path`; a missing or malformed file is a UserError naming it and the fix."""
+    require_file(path, what, fix)
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except (OSError, ValueError) as error:
+        raise UserError(f'{path} is not readable JSON ({what}: {error}); {fix}') from None
+
+
+def write_json(path, obj):
+    """`obj` as indented JSON with sorted keys (stable bytes for the same content), written atomically."""
+    atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=_json_default).encode())
 
 
 # ---------------------------------------------------------------- spectrogram tree
