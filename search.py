@@ -9,6 +9,11 @@
     python search.py query --index_path search_index --query "piano" [--k 10] [--json]
     python search.py query --index_path search_index --query "smooth jazz saxophone"   # words averaged
     python search.py query --index_path search_index          # interactive: one query a line, empty line ends
+    python search.py query --index_path search_index --audio song.mp3          # songs that sound like it
+    python search.py query --index_path search_index --track_id TRAAAAW128F429D538   # its nearest songs
+    python search.py tag --index_path search_index --track_id TRAAAAW128F429D538 [--audio song.mp3] [--json]
+    # 3. listen: a local page at http://127.0.0.1:8000 (and a JSON API beside it)
+    python search.py serve --index_path search_index [--audio_dir data/demo/audio] [--host 127.0.0.1] [--port 8000]
 
 Songs are embedded exactly as the evaluation does (EvalDataset: `num_chunk` evenly spaced chunks, averaged by the
 model's chunks_to_embedding in eval mode), L2-normalised and stored in INDEX_PATH/:
@@ -49,10 +54,22 @@ def show(result, as_json):
     print(json.dumps(result) if as_json else format_result(result), flush=True)
 
 
+def open_index(args):
+    from retrieval import Index
+    return Index.open(args.index_path, getattr(args, 'w2v_path', None), getattr(args, 'data_path', None),
+                      nprobe=getattr(args, 'nprobe', None), ef_search=getattr(args, 'ef_search', None))
+
+
 @exit_on_user_error
 def run_query(args):
-    from search_query import Searcher
-    searcher = Searcher(args.index_path, args.w2v_path, args.data_path, args.nprobe, args.ef_search)
+    index = open_index(args)
+    searcher = index.searcher
+    if args.audio is not None:
+        show(index.search_audio(args.audio, args.k), args.json)
+        return 0
+    if args.track_id is not None:
+        show(index.similar(args.track_id, args.k), args.json)
+        return 0
     if args.query is not None:
         show(searcher.search(args.query, args.k), args.json)
         return 0
@@ -76,7 +93,73 @@ def run_query(args):
     return 0
 
 
+@exit_on_user_error
+def run_tag(args):
+    index = open_index(args)
+    if args.audio is not None:
+        answer = {'audio': args.audio, 'predicted': index.tag_audio(args.audio, args.k), 'annotated': []}
+    else:
+        answer = index.tags(args.track_id, args.k)
+    if args.json:
+        print(json.dumps({**answer, 'predicted': [{'tag': t, 'score': s} for t, s in answer['predicted']]}))
+        return 0
+    print(f'{answer.get("track_id") or answer["audio"]}: annotated {", ".join(answer["annotated"]) or "-"}')
+    for rank, (tag, score) in enumerate(answer['predicted'], 1):
+        mark = '*' if tag in answer['annotated'] else ' '
+        print(f'{rank:>4}  {score:>7.4f} {mark} {tag}')
+    return 0
+
+
+@exit_on_user_error
+def run_serve(args):
+    from search_server import serve
+    index = open_index(args)
+    return serve(index, args.host, args.port, args.audio_dir)
+
+
 # ---------------------------------------------------------------------------------------------- CLI
+def add_query_arguments(parser):
+    parser.add_argument('--index_path', default='search_index', help='folder of a built index')
+    parser.add_argument('--w2v_path', default=None,
+                        help='full word vectors for words that are not tags (default for google: '
+                             'DATA/GoogleNews-vectors-negative300.bin, or DATA/glove-6b-50d.bin; for music: '
+                             'DATA/music_w2v/model_semeval_trigrams_300.model)')
+    parser.add_argument('--data_path', default=None, help='DATA above (default: the index\'s data_path)')
+
+
+def add_commands(commands, fmt):
+    """query, tag and serve: the commands that read a built index."""
+    query = commands.add_parser('query', help='search the index by words (interactive without --query), by an '
+                                'audio file or by a track', formatter_class=fmt)
+    add_query_arguments(query)
+    what = query.add_mutually_exclusive_group()
+    what.add_argument('--query', default=None, help='tag(s) or words; omitted: read queries from stdin')
+    what.add_argument('--audio', default=None, help='an audio file: the songs that sound most like it')
+    what.add_argument('--track_id', default=None, help='a track of the index: its nearest songs (itself left out)')
+    query.add_argument('--k', type=positive_int, default=10, help='tracks to return')
+    query.add_argument('--json', action='store_true', help='print one JSON object per query')
+    query.add_argument('--nprobe', type=positive_int, default=None, help='IVF lists searched (default: the index\'s)')
+    query.add_argument('--ef_search', type=positive_int, default=None, help='HNSW breadth (default: the index\'s)')
+
+    tag = commands.add_parser('tag', help='the top tags of a track of the index or of an audio file',
+                              formatter_class=fmt)
+    add_query_arguments(tag)
+    what = tag.add_mutually_exclusive_group(required=True)
+    what.add_argument('--track_id', default=None, help='a track of the index (its annotated tags shown beside)')
+    what.add_argument('--audio', default=None, help='an audio file (embedded with the index\'s checkpoint)')
+    tag.add_argument('--k', type=positive_int, default=10, help='tags to print')
+    tag.add_argument('--json', action='store_true', help='print one JSON object')
+
+    serve = commands.add_parser('serve', help='a local web page (and JSON API) to search, tag and listen',
+                                formatter_class=fmt)
+    add_query_arguments(serve)
+    serve.add_argument('--host', default='127.0.0.1',
+                       help='address to listen on; 0.0.0.0 opens the page, the API and the audio to the network')
+    serve.add_argument('--port', type=positive_int, default=8000, help='TCP port')
+    serve.add_argument('--audio_dir', default=None,
+                       help='folder of the songs\' audio (files named TRACK_ID.ext, searched recursively); '
+                            'default: the index\'s own files, else DATA/audio')
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -108,18 +191,7 @@ def build_parser():
     index.add_argument('--num_workers', type=non_negative_int, default=0, help='DataLoader workers (and mel processes)')
     index.add_argument('--force', action='store_true', help='re-embed even if the embeddings are up to date')
 
-    query = commands.add_parser('query', help='search the index; interactive without --query', formatter_class=fmt)
-    query.add_argument('--index_path', default='search_index')
-    query.add_argument('--query', default=None, help='tag(s) or words; omitted: read queries from stdin')
-    query.add_argument('--k', type=positive_int, default=10, help='tracks to return')
-    query.add_argument('--json', action='store_true', help='print one JSON object per query')
-    query.add_argument('--w2v_path', default=None,
-                       help='full word vectors for words that are not tags (default for google: '
-                            'DATA/GoogleNews-vectors-negative300.bin, or DATA/glove-6b-50d.bin; for music: '
-                            'DATA/music_w2v/model_semeval_trigrams_300.model)')
-    query.add_argument('--data_path', default=None, help='DATA above (default: the index\'s data_path)')
-    query.add_argument('--nprobe', type=positive_int, default=None, help='IVF lists searched (default: the index\'s)')
-    query.add_argument('--ef_search', type=positive_int, default=None, help='HNSW breadth (default: the index\'s)')
+    add_commands(commands, fmt)
     return parser
 
 
@@ -132,7 +204,7 @@ def run_index(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    command = {'index': run_index, 'query': run_query}[args.command]
+    command = {'index': run_index, 'query': run_query, 'tag': run_tag, 'serve': run_serve}[args.command]
     try:
         return command(args)
     except BrokenPipeError:  # `search.py query ... | head`: the reader left; nothing more to say

@@ -152,8 +152,9 @@ class QueryEncoder:
         """(n, word_dim) word vectors -> (n, 256) unit embeddings through the tag branch."""
         import torch
         import torch.nn.functional as F
+        device = self.model.fc1.weight.device
         with torch.inference_mode():
-            emb = self.model.word_to_embedding(torch.as_tensor(np.asarray(vectors, dtype=np.float32)))
+            emb = self.model.word_to_embedding(torch.as_tensor(np.asarray(vectors, dtype=np.float32), device=device))
             return F.normalize(emb.float(), dim=-1).cpu().numpy()
 
     def encode(self, query):
