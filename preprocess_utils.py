@@ -4,6 +4,8 @@ Not run directly. One definition of each helper: error exit, report writing, ato
 word-vector vocabulary access, spectrogram paths and the `run` sub-command CLI.
 """
 import argparse
+import contextlib
+import io
 import json
 import mmap
 import os
@@ -81,18 +83,52 @@ def _json_default(value):
 
 
 # ---------------------------------------------------------------- atomic writes
-def partial_path(path):
-    """Temporary name beside `path`; a leftover from an interrupted run is simply overwritten."""
+def partial_path(path, pid=None):
+    """Temporary name beside `path`, unique to this process: two writers of one file never rename each other's."""
     directory, name = os.path.split(path)
-    return os.path.join(directory, f'.{name}.partial')
+    return os.path.join(directory, f'.{name}.{os.getpid() if pid is None else pid}.partial')
+
+
+def remove_stale_partials(path):
+    """Temporary files of `path` left by processes that died mid-write (a running one's are left alone)."""
+    directory, name = os.path.split(path)
+    prefix = f'.{name}.'
+    try:
+        names = [n for n in os.listdir(directory or '.') if n.startswith(prefix) and n.endswith('.partial')]
+    except OSError:
+        return
+    for leftover in names:
+        pid = leftover[len(prefix):-len('.partial')]
+        if pid.isdigit() and not process_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(directory, leftover))
+
+
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def atomic_write(path, write):
-    """write(f) into a temporary file beside `path`, then rename: an interrupted write leaves no torn file."""
+    """write(f) into a temporary file beside `path`, then rename: an interrupted write leaves no torn file, and a
+    failed one (a full disk) leaves no temporary file either."""
+    remove_stale_partials(path)
     tmp = partial_path(path)
-    with open(tmp, 'wb') as f:
-        write(f)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'wb') as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException as error:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        if isinstance(error, OSError) and error.errno and error.filename is None:  # write() names no file
+            error.filename = path
+        raise
 
 
 def atomic_write_bytes(path, payload):
@@ -100,7 +136,10 @@ def atomic_write_bytes(path, payload):
 
 
 def atomic_save_npy(path, array):
-    atomic_write(path, lambda f: np.save(f, array))  # a file object keeps np.save from appending '.npy'
+    """np.save through f.write (not numpy's tofile, whose failures carry no errno): a full disk says so."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def atomic_pickle(path, obj):

@@ -6,7 +6,7 @@
     from search_bench import bench_query_latency
     rows = bench_query_latency(n_songs=1_000_000, dim=256)
 
-Builds the exact index (IndexFlatIP) and the approximate ones with search.build_faiss_index, the code
+Builds the exact index (IndexFlatIP) and the approximate ones with search_index.build_faiss_index, the code
 `search.py index` uses: IVF-Flat (nlist lists trained by k-means on a sample, searched with nprobe 16 and 32) and
 HNSW when its build, projected from a small probe build, fits the time allowed (it does not on 2 cores: ~0.6 ms
 per inserted vector). For each: build time, latency of one query alone (median over single searches, one thread)
@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from search import build_faiss_index, set_search_params
+from search_index import build_faiss_index, set_search_params
 
 
 def unit_rows(x):

@@ -2,7 +2,6 @@
 answers, multi-word queries, unknown words, --json, interactive mode, approximate indexes, resume, audio folders."""
 import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -13,51 +12,16 @@ import torch
 
 import main as cli
 import search
+import search_index
+from checkpoint import load_model
+from search_fixtures import ckpt, index, test_index, words  # noqa: F401 (pytest fixtures)
+from search_query import Searcher
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope='module')
-def ckpt(dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp('search_ck')
-    callback = cli.main(cli.build_parser().parse_args([
-        '--data_path', dataset['root'], '--model_save_path', str(out), '--n_epochs', '1', '--logger', 'none',
-        '--n_channels', '8', '--batch_size', '32', '--epoch_size', '64', '--num_chunk', '4', '--lr', '1e-3']))
-    return callback.best_model_path
-
-
-@pytest.fixture(scope='module')
-def words(dataset, tmp_path_factory):
-    """Full word vectors in word2vec binary format: the tags' own vectors plus other words and a phrase."""
-    from gensim.models import KeyedVectors
-    with open(os.path.join(dataset['root'], 'google_emb.pkl'), 'rb') as f:
-        tag_vectors = pickle.load(f)
-    rng = np.random.default_rng(7)
-    dim = len(next(iter(tag_vectors.values())))
-    extra = ['piano', 'guitar', 'smooth_jazz', 'Violin', 'pianos', 'drums']
-    kv = KeyedVectors(dim)
-    kv.add_vectors(list(tag_vectors) + extra,
-                   np.stack([tag_vectors[t] for t in tag_vectors] + [rng.standard_normal(dim) for _ in extra])
-                   .astype(np.float32))
-    path = str(tmp_path_factory.mktemp('search_w2v') / 'words.bin')
-    kv.save_word2vec_format(path, binary=True)
-    return {'path': path, 'kv': kv, 'tags': tag_vectors}
-
-
-def index(*argv):
-    return search.main(['index', *[str(a) for a in argv]])
-
-
-@pytest.fixture(scope='module')
-def test_index(dataset, ckpt, words, tmp_path_factory):
-    path = tmp_path_factory.mktemp('search_index') / 'idx'
-    index('--model_load_path', ckpt, '--data_path', dataset['root'], '--split', 'test', '--index_path', path,
-          '--w2v_path', words['path'])
-    return str(path)
-
-
 def full_model(ckpt):
-    model, _, _, _ = search.load_model(ckpt)
+    model, _ = load_model(ckpt)
     return model
 
 
@@ -88,7 +52,7 @@ def test_queries_match_evaluation_and_brute_force(dataset, ckpt, words, test_ind
                                             ckpt, '--result_path', str(tmp_path / 'res')]))  # --num_chunk 8
     eval_scores = np.load(tmp_path / 'res' / 'scores.npy')
     test_ids = [e.split('//')[1] for e in dataset['splits']['test']]
-    searcher = search.Searcher(test_index)
+    searcher = Searcher(test_index)
     assert list(searcher.track_ids) == test_ids
     for i, tag in enumerate(dataset['tags']):
         result = searcher.search(tag, k=5)
@@ -165,30 +129,31 @@ def test_approximate_indexes_build_and_answer(dataset, ckpt, words, tmp_path, ca
         index('--model_load_path', ckpt, '--data_path', dataset['root'], '--index_path', tmp_path / kind,
               '--index_type', kind)
         assert 'reusing the 96 song embeddings' in capsys.readouterr().err
-    exact = search.Searcher(str(tmp_path / 'flat'))
+    exact = Searcher(str(tmp_path / 'flat'))
     queries = list(dataset['tags']) + ['tag01 tag04', 'piano', 'guitar, tag05', 'smooth jazz']
-    assert recall(search.Searcher(str(ivf)), exact, queries, 10) >= 0.5
-    assert recall(search.Searcher(str(ivf), nprobe=6), exact, queries, 10) == 1.0  # every list: exact
-    assert recall(search.Searcher(str(tmp_path / 'hnsw')), exact, queries, 10) >= 0.9
+    assert recall(Searcher(str(ivf)), exact, queries, 10) >= 0.5
+    assert recall(Searcher(str(ivf), nprobe=6), exact, queries, 10) == 1.0  # every list: exact
+    assert recall(Searcher(str(tmp_path / 'hnsw')), exact, queries, 10) >= 0.9
 
 
 def test_interrupted_build_resumes(dataset, ckpt, test_index, tmp_path, monkeypatch, capsys):
     calls = []
-    real = search.write_progress
+    real = search_index.write_json
 
     def interrupt_after_two(path, progress):
         real(path, progress)
-        calls.append(progress['done'])
-        if len(calls) == 2:
-            raise KeyboardInterrupt
+        if path.endswith('.progress.json'):
+            calls.append(progress['done'])
+            if len(calls) == 2:
+                raise KeyboardInterrupt
 
-    monkeypatch.setattr(search, 'write_progress', interrupt_after_two)
+    monkeypatch.setattr(search_index, 'write_json', interrupt_after_two)
     argv = ['--model_load_path', ckpt, '--data_path', dataset['root'], '--split', 'test', '--index_path',
             tmp_path / 'idx', '--batch_size', 32]  # 32 chunks: 4 songs a batch
     with pytest.raises(KeyboardInterrupt):
         index(*argv)
     assert not os.path.exists(tmp_path / 'idx' / 'meta.json')
-    monkeypatch.setattr(search, 'write_progress', real)
+    monkeypatch.setattr(search_index, 'write_json', real)
     capsys.readouterr()
     index(*argv)
     assert f'resuming: 8 of {len(dataset["splits"]["test"])} songs already embedded' in capsys.readouterr().err
@@ -208,7 +173,7 @@ def test_audio_folder(dataset, ckpt, tmp_path):
     index('--model_load_path', ckpt, '--audio_dir', tmp_path / 'music', '--data_path', dataset['root'],
           '--index_path', tmp_path / 'idx')
     assert np.load(tmp_path / 'idx' / 'mel' / 'album__song0.npy').shape[0] == 128
-    result = search.Searcher(str(tmp_path / 'idx')).search('tag02', k=5)
+    result = Searcher(str(tmp_path / 'idx')).search('tag02', k=5)
     assert sorted(h['track_id'] for h in result['results']) == ['album/song0', 'album/song1', 'album/song2']
     assert all(h['path'].endswith('.wav') and h['tags'] == [] for h in result['results'])
     # an edited audio file gets a new spectrogram, not its cached one
