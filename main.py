@@ -98,6 +98,8 @@ def build_parser():
     new.add_argument('--num_nodes', type=int, default=1, help='machines for multi-node DDP')
     new.add_argument('--strategy', type=str, default='auto', help='auto, ddp, ddp_spawn, ...')
     new.add_argument('--precision', type=str, default='32-true', help='32-true, 16-mixed, bf16-mixed')
+    new.add_argument('--channels_last', type=str2bool, default=False,
+                     help='channels-last (NHWC) CNN tensors: the same model, faster convolutions')
     new.add_argument('--ckpt_path', type=str, default=None, help='resume TRAIN from this checkpoint')
     new.add_argument('--logger', type=str, default=None, choices=['tensorboard', 'csv', 'neptune', 'none'],
                      help='None: neptune when --neptune_project/--neptune_api_key are given, else tensorboard')
@@ -260,7 +262,7 @@ def main(config):
         training.update({k: v for k, v in hparams.items() if k in training})
         run_config['checkpoint_config'] = hparams.get('config')
     solver = Solver(input_type=config.input_type, result_path=result_path if testing else None, config=run_config,
-                    **training, **dims)
+                    channels_last=config.channels_last, **training, **dims)
     if testing:
         try:
             solver.model.load_state_dict(model_state)
