@@ -100,6 +100,8 @@ def build_parser():
     new.add_argument('--precision', type=str, default='32-true', help='32-true, 16-mixed, bf16-mixed')
     new.add_argument('--channels_last', type=str2bool, default=False,
                      help='channels-last (NHWC) CNN tensors: the same model, faster convolutions')
+    new.add_argument('--cf_standardise', type=str2bool, default=False,
+                     help='item factors to zero mean, unit variance per dimension (the original: raw)')
     new.add_argument('--ckpt_path', type=str, default=None, help='resume TRAIN from this checkpoint')
     new.add_argument('--logger', type=str, default=None, choices=['tensorboard', 'csv', 'neptune', 'none'],
                      help='None: neptune when --neptune_project/--neptune_api_key are given, else tensorboard')
@@ -242,7 +244,8 @@ def main(config):
     accelerator, devices = resolve_devices(config)
     dm = TagRetrievalDataModule(config.data_path, config.input_type, config.w2v_type, config.is_subset,
                                 config.is_balanced, config.batch_size, config.num_workers, config.input_length,
-                                config.num_chunk, config.epoch_size, config.seed)
+                                config.num_chunk, config.epoch_size, config.seed,
+                                cf_standardise=config.cf_standardise)
     testing = config.mode == 'TEST'
     data = dm.load(('test',) if testing else ('train', 'valid'))  # checks every input before any work
 

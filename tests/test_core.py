@@ -403,3 +403,12 @@ def test_channels_last_is_a_layout_only(dataset, tmp_path):
         evaluate(dataset['root'], ckpt.best_model_path, tmp_path / layout, '--channels_last', layout)
     assert np.allclose(np.load(tmp_path / 'True' / 'scores.npy'), np.load(tmp_path / 'False' / 'scores.npy'),
                        atol=1e-4)
+
+
+def test_cf_standardise_scales_the_item_factors_only_when_asked(dataset):
+    from data_loader import SplitData
+    raw = SplitData(dataset['root'], input_type='hybrid')
+    scaled = SplitData(dataset['root'], input_type='hybrid', cf_standardise=True)
+    assert np.allclose(raw.cf, np.load(os.path.join(dataset['root'], 'ix_to_cf.npy')))
+    assert np.allclose(scaled.cf.mean(axis=0), 0, atol=1e-5) and np.allclose(scaled.cf.std(axis=0), 1, atol=1e-4)
+    assert np.allclose((raw.cf - raw.cf.mean(0)) / raw.cf.std(0), scaled.cf, atol=1e-5)
