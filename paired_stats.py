@@ -52,10 +52,11 @@ def verdict(low, high, direction):
 
 
 def last_third_slope(steps, values):
-    """Least-squares slope of values against steps over the last third of a learning curve (per 1,000 steps);
-    None with fewer than 2 points there."""
-    steps, values = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
-    keep = steps >= steps.min() + 2 * (steps.max() - steps.min()) / 3
-    if keep.sum() < 2:
+    """Least-squares slope of values against steps (per 1,000 steps) over the last third of a learning curve's
+    points, at least its last 2; None with fewer than 2 points."""
+    order = np.argsort(np.asarray(steps, dtype=float))
+    steps, values = np.asarray(steps, dtype=float)[order], np.asarray(values, dtype=float)[order]
+    if len(steps) < 2:
         return None
-    return float(np.polyfit(steps[keep], values[keep], 1)[0] * 1000)
+    keep = max(2, -(-len(steps) // 3))
+    return float(np.polyfit(steps[-keep:], values[-keep:], 1)[0] * 1000)

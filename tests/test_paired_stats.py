@@ -47,4 +47,5 @@ def test_last_third_slope():
     steps = np.arange(0, 301, 30)
     assert last_third_slope(steps, 0.1 + 0.002 * steps) == pytest.approx(2.0)
     assert last_third_slope(steps, np.minimum(steps, 150) / 1000) == pytest.approx(0.0, abs=1e-12)
-    assert last_third_slope([0, 10], [0.1, 0.2]) is None
+    assert last_third_slope([10, 0], [0.2, 0.1]) == pytest.approx(10.0)  # two points: their slope
+    assert last_third_slope([10], [0.1]) is None
