@@ -71,6 +71,7 @@ def run_one(name, seed, args):
     last = os.path.join(folder, 'last.ckpt')
     if not os.path.isfile(os.path.join(folder, 'best.ckpt')) or os.path.isfile(last):
         resume = ['--ckpt_path', last] if os.path.isfile(last) else []
+        record_provenance(folder, args.provenance, 'TRAIN' + (' (resumed)' if resume else ''))
         train = [sys.executable, '-u', os.path.join(HERE, 'main.py'), '--mode', 'TRAIN', '--model_save_path', folder,
                  '--logger', 'csv'] + common[:-len(shlex.split(args.extra)) or None] + args.train_only + \
             shlex.split(args.extra) + resume
@@ -151,6 +152,22 @@ def check_same_data(out, data_path, allow_other_data):
     return current
 
 
+def record_provenance(folder, provenance, what):
+    """Each run folder says which commit and machine trained it (a resumed grid may span several commits)."""
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, 'provenance.txt'), 'a') as f:
+        f.write(f'{time.strftime("%Y-%m-%d %H:%M:%S")} {what} at commit {provenance}\n')
+
+
+def commits_of_runs(out):
+    """The distinct commits that trained the runs under `out`, from their provenance.txt."""
+    found = set()
+    for path in glob.glob(os.path.join(out, 'runs', '*', 'seed*', 'provenance.txt')):
+        with open(path) as f:
+            found.update(line.split(' at commit ')[1].split(';')[0].strip() for line in f if ' at commit ' in line)
+    return sorted(found)
+
+
 def git_commit():
     def git(*argv):
         return subprocess.run(['git', *argv], cwd=HERE, capture_output=True, text=True).stdout.strip()
@@ -179,6 +196,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     start = time.time()
     checksums = {} if args.report_only else check_same_data(args.out, args.data_path, args.allow_other_data)
+    args.provenance = f'{git_commit()}; machine: {machine()}'
     unseen_file = os.path.join(args.out, 'zeroshot_tags.txt')
     if not os.path.isfile(unseen_file):  # the same unseen tags for every seed and loss
         tags = np.load(os.path.join(args.data_path, 'tags.npy'))
@@ -194,12 +212,18 @@ def main():
             print(f'[{k + 1}/{len(jobs)}] {name} seed {seed}: {status} ({time.time() - t:.0f} s)', flush=True)
     sections = make_report(args.out, args.data_path)
     commit = git_commit()
+    commits = commits_of_runs(args.out)
+    if len(commits) > 1:
+        print(f'WARNING: the runs under {args.out} were trained at {len(commits)} commits: {", ".join(commits)}',
+              file=sys.stderr)
     data = ', '.join(f'{name} {digest[:12]}' for name, digest in checksums.items())
     with open(os.path.join(args.out, 'RUN_INFO.md'), 'a') as f:
         f.write(f'- {time.strftime("%Y-%m-%d %H:%M:%S")}: `{shlex.join([os.path.basename(sys.argv[0])] + sys.argv[1:])}`'
                 f' at commit {commit}, wall time {time.time() - start:.0f} s, budget flags '
                 f'`{" ".join(args.budget + args.train_only) or "none (original settings)"}` {args.extra}; '
-                f'machine: {machine()}' + (f'; data {args.data_path} sha256: {data}' if data else '') + '\n')
+                f'machine: {machine()}' + (f'; data {args.data_path} sha256: {data}' if data else '') +
+                (f'; WARNING: runs trained at {len(commits)} commits: {", ".join(commits)}' if len(commits) > 1 else '')
+                + '\n')
     print('\n\n'.join(sections))
 
 
