@@ -103,7 +103,7 @@ def trainer_steps_per_second(data_path, width, batch, precision, channels_last, 
 
     from data_loader import TagRetrievalDataModule
     from solver import Solver
-    pl.seed_everything(0, workers=True)
+    pl.seed_everything(0, workers=True, verbose=False)
     dm = TagRetrievalDataModule(data_path, 'spec', 'google', is_balanced=True, batch_size=batch,
                                 num_workers=num_workers, num_chunk=4, epoch_size=batch * (steps + skip), seed=0)
     data = dm.load(('train', 'valid'))
