@@ -126,8 +126,11 @@ def machine():
     cpu = platform.processor() or platform.machine()
     if os.path.isfile('/proc/cpuinfo'):
         with open('/proc/cpuinfo') as f:
-            names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
-        cpu = f'{names[0]} x {len(names)}' if names else cpu
+            lines = f.read().splitlines()
+        names = [line.split(':', 1)[1].strip() for line in lines if line.startswith('model name')]
+        flags = next((line.split(':', 1)[1].split() for line in lines if line.startswith('flags')), [])
+        vector = [f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if f in flags]
+        cpu = f'{names[0]} x {len(names)} ({" ".join(vector) or "no AVX2"})' if names else cpu
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'
     return f'{cpu}; {gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads'
 
