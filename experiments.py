@@ -1,6 +1,6 @@
 """Reproduce the paper's findings on the demo dataset: tables (CSV + Markdown) and figures (PNG) under results/.
 
-    python experiments.py                          # CPU budget on data/demo, 5 seeds (~150 min on 2 cores)
+    python experiments.py                          # CPU budget on data/demo, 5 seeds (~2 h on 2 cores)
     python experiments.py --full                   # the original's settings (200 epochs of 10,000; for a GPU)
     python experiments.py --configs random balanced --seeds 0 --extra="--max_steps 2"   # a small part
 
