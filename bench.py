@@ -2,13 +2,16 @@
 
     python bench.py                 # everything below
     python bench.py --only negatives metrics crop
+    python bench.py --only train e2e loader --data_path data/demo --repeat 5    # training speed (bench_train.py)
 
 - negatives: in-batch negative sampling at batch 128, vectorised (solver.sample_negatives) vs the original's
   per-row `random.choices` loop; random and distance-weighted.
 - metrics: per-tag P@10, ROC-AUC and AP for 100 tags x 20,000 songs (metrics.retrieval_metrics) vs the original's
   per-tag loops (cosine per tag, sklearn precision_score per tag, roc_auc_score / average_precision_score).
 - crop: one 173-frame chunk from a memory-mapped spectrogram vs np.load of the whole file (30 s and 10 min songs).
-- train: one training step of the full-width acoustic model at batch 128 (samples per second on this machine).
+- train: one training step of the acoustic model, float32 vs bf16 vs bf16 + channels-last (bench_train.py).
+- e2e: trainer.fit steps/s against the model step alone, at the same width, batch and precision (bench_train.py).
+- loader: training samples/s the DataLoader supplies from memory-mapped spectrograms, 0-2 workers (bench_train.py).
 - search: query latency over 1 million random 256-d songs, exact vs approximate FAISS indexes, with the recall@10
   of the approximate ones (search_bench.py; ~2 minutes and ~3 GB).
 """
@@ -22,6 +25,7 @@ import numpy as np
 import torch
 from sklearn import metrics as skm
 
+import bench_train
 from data_loader import crop, open_spec
 from metrics import retrieval_metrics
 from solver import sample_negatives
@@ -115,36 +119,41 @@ def bench_crop(length=173):
             report(f'crop {length} frames of a {seconds} s spectrogram (cached)', ours, whole)
 
 
-def bench_train(batch=128):
-    from model import build_model
-    from solver import triplet_loss
-    torch.manual_seed(0)
-    model = build_model('spec', word_dim=300)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    spec, words = torch.randn(batch, 128, 173), torch.randn(batch, 300)
-
-    def step():
-        tag_emb, song_emb = model(words, spec, None)
-        loss = triplet_loss(tag_emb, song_emb, song_emb.roll(1, 0), 0.4).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    seconds = timeit(step, 2)
-    print(f'{"train step, acoustic model, batch " + str(batch):<46} {seconds:.2f} s = {batch / seconds:.0f} '
-          f'samples/s on {torch.get_num_threads()} threads')
-
-
 def bench_search():
     from search_bench import bench_query_latency
     bench_query_latency()
 
 
-BENCHES = {'negatives': bench_negatives, 'metrics': bench_metrics, 'crop': bench_crop, 'train': bench_train,
-           'search': bench_search}
+def sizes_arg(value):
+    try:
+        return [tuple(int(n) for n in size.split('x')) for size in value.split(',') if size]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected WIDTHxBATCH[,WIDTHxBATCH...], got {value!r}')
+
+
+BENCHES = {'negatives': lambda args: bench_negatives(), 'metrics': lambda args: bench_metrics(),
+           'crop': lambda args: bench_crop(),
+           'train': lambda args: bench_train.bench_train_step(args.repeat, args.sizes),
+           'e2e': lambda args: bench_train.bench_end_to_end(args.data_path, args.repeat, args.steps, args.num_workers,
+                                                            args.sizes),
+           'loader': lambda args: bench_train.bench_loader(args.data_path),
+           'search': lambda args: bench_search()}
 
 if __name__ == '__main__':
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--only', nargs='*', choices=list(BENCHES), default=list(BENCHES))
-    for name in parser.parse_args().only:
-        BENCHES[name]()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--only', nargs='*', default=list(BENCHES),
+                        help=f'any of {",".join(BENCHES)}, space- or comma-separated')
+    parser.add_argument('--data_path', default=None, help='e2e/loader: a dataset (default: a synthetic one)')
+    parser.add_argument('--repeat', type=int, default=3, help='train/e2e: timed model steps (median)')
+    parser.add_argument('--steps', type=int, default=12, help='e2e: timed trainer.fit steps')
+    parser.add_argument('--num_workers', type=int, default=0, help='e2e: DataLoader workers')
+    parser.add_argument('--sizes', type=sizes_arg, default=bench_train.SIZES,
+                        help='train/e2e: CNN base width x batch, comma-separated, e.g. 32x64,64x32')
+    arguments = parser.parse_args()
+    chosen = [name for item in arguments.only for name in item.split(',') if name]
+    unknown = sorted(set(chosen) - set(BENCHES))
+    if unknown:
+        parser.error(f'--only {",".join(unknown)}: choose from {",".join(BENCHES)}')
+    for name in chosen:
+        BENCHES[name](arguments)

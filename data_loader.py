@@ -76,6 +76,13 @@ def parse_ids(ids, path, n_songs):
     return rows, track_ids
 
 
+def standardise_columns(array):
+    """Each column to zero mean and unit variance over every row (all songs of the file, labels not involved: TRAIN
+    and TEST scale alike); a constant column becomes zeros."""
+    std = array.std(axis=0)
+    return ((array - array.mean(axis=0)) / np.where(std > 0, std, 1)).astype(np.float32)
+
+
 def read_npy_shape(path):
     """Shape of a .npy file from its header alone (no data read)."""
     with open(path, 'rb') as f:
@@ -91,7 +98,8 @@ class SplitData:
     Checks the files up front so that a bad input stops before training with one line naming it.
     """
 
-    def __init__(self, data_path, is_subset=False, w2v_type='google', input_type='spec', splits=('train', 'valid')):
+    def __init__(self, data_path, is_subset=False, w2v_type='google', input_type='spec', splits=('train', 'valid'),
+                 cf_standardise=False):
         self.data_path = data_path
         self.prefix = 'sub_' if is_subset else ''
         self.input_type = input_type
@@ -127,6 +135,8 @@ class SplitData:
                 raise UserError(f'{cf_file} has shape {self.cf.shape}, expected ({len(self.binaries)}, dim): one '
                                 'row per row of binaries.npy; rebuild it with step3_taste_profile.py')
             self.cf_dim = self.cf.shape[1]
+            if cf_standardise:  # not the original's (it concatenates the raw factors): zero mean, unit variance
+                self.cf = standardise_columns(self.cf)
 
         self.categories = None
         category_file = path('tag_categories.tsv')
@@ -295,7 +305,7 @@ class TagRetrievalDataModule(pl.LightningDataModule):
 
     def __init__(self, data_path='.', input_type='spec', w2v_type='google', is_subset=False, is_balanced=False,
                  batch_size=128, num_workers=0, input_length=173, num_chunk=8, epoch_size=10000, seed=0,
-                 unseen_tags=()):
+                 unseen_tags=(), cf_standardise=False):
         super().__init__()
         self.data_path = data_path
         self.input_type = input_type
@@ -309,11 +319,13 @@ class TagRetrievalDataModule(pl.LightningDataModule):
         self.epoch_size = epoch_size
         self.seed = seed
         self.unseen_tags = list(unseen_tags)
+        self.cf_standardise = cf_standardise
         self.data = None
 
     def load(self, splits):
         if self.data is None or any(s not in self.data.ids for s in splits):
-            self.data = SplitData(self.data_path, self.is_subset, self.w2v_type, self.input_type, splits)
+            self.data = SplitData(self.data_path, self.is_subset, self.w2v_type, self.input_type, splits,
+                                  self.cf_standardise)
             unknown = [t for t in self.unseen_tags if t not in self.data.tag_to_index]
             if unknown:
                 raise UserError(f'zero-shot tag(s) {", ".join(unknown[:10])} are not in tags.npy of '

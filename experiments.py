@@ -1,25 +1,29 @@
 """Reproduce the paper's findings on the demo dataset: tables (CSV + Markdown) and figures (PNG) under results/.
 
-    python experiments.py                          # CPU budget on data/demo, 3 seeds (~60 min on 2 cores)
+    python experiments.py                          # CPU budget on data/demo, 5 seeds (~2 h on 2 cores)
     python experiments.py --full                   # the original's settings (200 epochs of 10,000; for a GPU)
     python experiments.py --configs random balanced --seeds 0 --extra="--max_steps 2"   # a small part
 
 1. Sampling (paper Tab1): random, balanced, balanced-weighted; acoustic model.
-2. Information source (Tab2 + category figure): cultural (cf), acoustic (spec), hybrid; balanced-weighted.
+2. Information source (Tab2 + category figure): cultural (cf), acoustic (spec), hybrid, and the hybrid with its item
+   factors standardised (not in the paper); balanced-weighted.
 3. Word embeddings (Tab3): nearest neighbours of tags in the general and the music vectors, and the MAP of the
    acoustic model trained with each.
 4. Learning curves: valid MAP against step for the runs of table 1.
-5. Beyond the paper: triplet vs InfoNCE with zero-shot tags (seen vs unseen MAP), one seed.
+5. Beyond the paper: triplet vs InfoNCE with zero-shot tags (seen vs unseen MAP).
+6. Each claim as a paired difference per tag and seed with a bootstrap interval and a verdict (report.py).
 
 Every run is `main.py --mode TRAIN` then `--mode TEST` in a subprocess, under results/runs/CONFIG/seedS/. It resumes:
-a finished run (its test/summary.json exists) is skipped, an interrupted one continues from its last.ckpt.
+a finished run (its test/summary.json exists) is skipped, an interrupted one continues from its last.ckpt. The data's
+checksums are recorded in results/data_checksums.json (and RUN_INFO.md): a results folder made on other data is
+refused, so one table never mixes runs of two dataset builds.
 Every run is also tracked in one MLflow experiment (--experiment_name, --mlflow_uri: the project's mlruns.db),
 named CONFIG-sSEED; runs finished before they were tracked are imported from their files. To compare them:
     mlflow ui --backend-store-uri sqlite:///mlruns.db --host 127.0.0.1 --port 5000
 """
 import argparse
-import csv
 import glob
+import hashlib
 import json
 import os
 import shlex
@@ -30,6 +34,8 @@ import time
 import numpy as np
 
 import tracking
+from errors import UserError, exit_on_user_error
+from report import make_report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BW = ['--is_balanced', 'True', '--is_weighted', 'True']
@@ -40,22 +46,21 @@ CONFIGS = {
     'balanced_weighted': ('sampling', ['--input_type', 'spec'] + BW),
     'cultural': ('source', ['--input_type', 'cf'] + BW),
     'hybrid': ('source', ['--input_type', 'hybrid'] + BW),
+    'hybrid_standardised': ('source', ['--input_type', 'hybrid', '--cf_standardise', 'True'] + BW),
     'music_w2v': ('embedding', ['--input_type', 'spec', '--w2v_type', 'music'] + BW),
-    # zero-shot on the cultural branch: cheap enough on 2 cores for 3 seeds (the same 8 unseen tags, drawn with seed 0)
+    # zero-shot on the cultural branch (the same 8 unseen tags for every seed, drawn with seed 0)
     'zeroshot_triplet': ('beyond', ['--input_type', 'cf', '--zeroshot_tags', '{zeroshot_file}'] + BW),
     'zeroshot_infonce': ('beyond', ['--input_type', 'cf', '--zeroshot_tags', '{zeroshot_file}',
                                     '--loss', 'infonce', '--is_balanced', 'True']),
 }
 ONE_SEED = set()
-# 2-core CPU budget: a narrower CNN (base width 32 instead of 128), batch 64, 3 epochs of 2,048 samples, lr 1e-3;
-# validation (model selection) on 4 chunks a song, TEST on the original's 8
-CPU_BUDGET = ['--n_channels', '32', '--batch_size', '64', '--epoch_size', '2048', '--n_epochs', '3', '--lr', '1e-3']
-CPU_TRAIN_ONLY = ['--num_chunk', '4']
-PAPER = {  # MAP, P@10 (MSD100, Tab1 and Tab2)
-    'random': (.1658, .2990), 'balanced': (.1675, .3160), 'balanced_weighted': (.1852, .3500),
-    'cultural': (.1155, .3200), 'hybrid': (.1775, .3120), 'acoustic': (.1852, .3500)}
-
-
+# 2-core CPU budget: a narrower CNN (base width 32 instead of 128), batch 64, 12 epochs of 2,048 samples, lr 1e-3;
+# TRAIN on the fast path (bf16 autocast, channels-last) with validation (model selection) on 4 chunks a song;
+# TEST in float32 on the original's 8 chunks, so the reported metrics are computed at full precision
+CPU_BUDGET = ['--n_channels', '32', '--batch_size', '64', '--epoch_size', '2048', '--n_epochs', '12', '--lr', '1e-3']
+CPU_TRAIN_ONLY = ['--num_chunk', '4', '--precision', 'bf16-mixed', '--channels_last', 'True']
+DATA_FILES = ['tags.npy', 'binaries.npy', 'train_ids.npy', 'valid_ids.npy', 'test_ids.npy', 'train_tag_to_ix.pkl',
+              'tag_categories.tsv', 'google_emb.pkl', 'music_emb.pkl', 'ix_to_cf.npy']
 def run_dir(out, name, seed):
     return os.path.join(out, 'runs', name, f'seed{seed}')
 
@@ -74,6 +79,7 @@ def run_one(name, seed, args):
     last = os.path.join(folder, 'last.ckpt')
     if not os.path.isfile(os.path.join(folder, 'best.ckpt')) or os.path.isfile(last):
         resume = ['--ckpt_path', last] if os.path.isfile(last) else []
+        record_provenance(folder, args.provenance, 'TRAIN' + (' (resumed)' if resume else ''))
         train = [sys.executable, '-u', os.path.join(HERE, 'main.py'), '--mode', 'TRAIN', '--model_save_path', folder,
                  *mlflow_flags(name, seed, args)] + common[:-len(shlex.split(args.extra)) or None] + \
             args.train_only + shlex.split(args.extra) + resume
@@ -102,166 +108,97 @@ def _call(command, log):
         sys.exit(f'error: {shlex.join(command[1:4])}... failed with exit code {code}; see {log}')
 
 
-# ------------------------------------------------------------------------------------------------ tables
-def load_summaries(out, name):
-    found = []
-    for path in sorted(glob.glob(os.path.join(out, 'runs', name, 'seed*', 'test', 'summary.json'))):
+# ------------------------------------------------------------------------------------------------ provenance
+def sha256_of(path, digest=None):
+    digest = digest or hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest
+
+
+def data_checksums(data_path):
+    """sha256 of every file training reads, and one over all spectrograms (their relative paths and bytes)."""
+    sums = {name: sha256_of(os.path.join(data_path, name)).hexdigest() for name in DATA_FILES
+            if os.path.isfile(os.path.join(data_path, name))}
+    spec_root = os.path.join(data_path, 'spec')
+    files = sorted(os.path.relpath(os.path.join(d, f), spec_root) for d, _, names in os.walk(spec_root) for f in names
+                   if f.endswith('.npy'))
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(name.encode() + b'\0')
+        sha256_of(os.path.join(spec_root, name), digest)
+    sums[f'spec/ ({len(files)} files)'] = digest.hexdigest()
+    return sums
+
+
+def machine():
+    """The CPU model and the torch build: bf16 and oneDNN kernels differ between CPUs, and so may the last digits."""
+    import platform
+
+    import torch
+    cpu = platform.processor() or platform.machine()
+    if os.path.isfile('/proc/cpuinfo'):
+        with open('/proc/cpuinfo') as f:
+            lines = f.read().splitlines()
+        names = [line.split(':', 1)[1].strip() for line in lines if line.startswith('model name')]
+        flags = next((line.split(':', 1)[1].split() for line in lines if line.startswith('flags')), [])
+        vector = [f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if f in flags]
+        cpu = f'{names[0]} x {len(names)} ({" ".join(vector) or "no AVX2"})' if names else cpu
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'
+    return f'{cpu}; {gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads'
+
+
+def check_same_data(out, data_path, allow_other_data):
+    """Records the data's checksums on the first run into `out`; refuses a folder made on other data."""
+    current = data_checksums(data_path)
+    record = os.path.join(out, 'data_checksums.json')
+    if not os.path.isfile(record):
+        if glob.glob(os.path.join(out, 'runs', '*', 'seed*', 'test', 'summary.json')) and not allow_other_data:
+            raise UserError(f'{out} holds runs made on data of unknown checksums (no {record}); pass another --out, '
+                            f'or --allow_other_data to add runs on {data_path} to them knowingly')
+        with open(record, 'w') as f:
+            json.dump(current, f, indent=1)
+        return current
+    with open(record) as f:
+        recorded = json.load(f)
+    changed = sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))
+    if changed and not allow_other_data:
+        raise UserError(f'{data_path} differs from the data the runs in {out} were made on ({", ".join(changed)}; '
+                        f'see {record}); pass another --out, or --allow_other_data to mix them knowingly')
+    return current
+
+
+def record_provenance(folder, provenance, what):
+    """Each run folder says which commit and machine trained it (a resumed grid may span several commits)."""
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, 'provenance.txt'), 'a') as f:
+        f.write(f'{time.strftime("%Y-%m-%d %H:%M:%S")} {what} at commit {provenance}\n')
+
+
+def commits_of_runs(out):
+    """The distinct commits that trained the runs under `out`, from their provenance.txt."""
+    found = set()
+    for path in glob.glob(os.path.join(out, 'runs', '*', 'seed*', 'provenance.txt')):
         with open(path) as f:
-            found.append(json.load(f)['means'])
-    return found
+            found.update(line.split(' at commit ')[1].split(';')[0].strip() for line in f if ' at commit ' in line)
+    return sorted(found)
 
 
-def mean_std(values):
-    values = np.asarray(values, dtype=float)
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+def git_commit():
+    def git(*argv):
+        return subprocess.run(['git', *argv], cwd=HERE, capture_output=True, text=True).stdout.strip()
+    dirty = git('status', '--porcelain', '--untracked-files=no')
+    return (git('rev-parse', 'HEAD') or 'unknown') + (' (with uncommitted changes)' if dirty else '')
 
 
-def fmt(values):
-    m, s = mean_std(values)
-    return f'{m:.4f} ± {s:.4f}'
-
-
-def write_table(out, stem, header, rows, note=''):
-    with open(os.path.join(out, stem + '.csv'), 'w', newline='') as f:
-        csv.writer(f).writerows([header] + rows)
-    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-    lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
-    with open(os.path.join(out, stem + '.md'), 'w') as f:
-        f.write('\n'.join(lines) + '\n' + (f'\n{note}\n' if note else ''))
-    return '\n'.join(lines)
-
-
-def metric_rows(out, names, labels):
-    rows = []
-    for name, label in zip(names, labels):
-        runs = load_summaries(out, name)
-        if not runs:
-            continue
-        paper = PAPER.get(label if label in PAPER else name, (None, None))
-        baseline = [r['random_baseline']['map'] for r in runs]
-        rows.append([label, len(runs), fmt([r['all']['map'] for r in runs]), fmt([r['all']['p@10'] for r in runs]),
-                     fmt([r['all']['roc_auc'] for r in runs]), f'{np.mean(baseline):.4f}',
-                     '' if paper[0] is None else f'{paper[0]:.4f} / {paper[1]:.4f}'])
-    return rows
-
-
-HEADER = ['model', 'seeds', 'MAP', 'P@10', 'ROC-AUC', 'random MAP', 'paper MAP / P@10 (MSD100)']
-
-
-def save_figure(fig, ax, path, xlabel, ylabel, title):
-    if xlabel:
-        ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return path
-
-
-def category_figure(out, names, labels):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    per_model = {}
-    for name, label in zip(names, labels):
-        runs = load_summaries(out, name)
-        if runs and 'category' in runs[0]:
-            per_model[label] = {c: [r['category'][c]['map'] for r in runs] for c in runs[0]['category']}
-    if not per_model:
-        return None
-    categories = sorted(next(iter(per_model.values())))
-    width = 0.8 / len(per_model)
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    for k, (label, by_cat) in enumerate(per_model.items()):
-        means, stds = zip(*(mean_std(by_cat[c]) for c in categories))
-        ax.bar(np.arange(len(categories)) + (k - (len(per_model) - 1) / 2) * width, means, width, yerr=stds,
-               label=label, capsize=2)
-    ax.set_xticks(np.arange(len(categories)), categories)
-    path = save_figure(fig, ax, os.path.join(out, 'category_map.png'), None, 'MAP',
-                       'MAP per tag category (demo dataset, mean ± std over seeds)')
-    rows = [[c] + [fmt(per_model[label][c]) for label in per_model] for c in categories]
-    write_table(out, 'table_category', ['category'] + list(per_model), rows)
-    return path
-
-
-def learning_curves(out, names):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for k, name in enumerate(names):
-        for s, folder in enumerate(sorted(glob.glob(os.path.join(out, 'runs', name, 'seed*')))):
-            points = {}
-            for metrics in sorted(glob.glob(os.path.join(folder, 'logs', 'version_*', 'metrics.csv'))):
-                with open(metrics) as f:
-                    for row in csv.DictReader(f):
-                        if row.get('map'):
-                            points[int(row['step'])] = float(row['map'])
-            if points:
-                steps = sorted(points)
-                ax.plot(steps, [points[x] for x in steps], marker='o', color=f'C{k}', alpha=0.8,
-                        label=name.replace('_', '-') if s == 0 else None)
-    return save_figure(fig, ax, os.path.join(out, 'learning_curves.png'), 'training step', 'valid MAP',
-                       'Learning curves (each line one seed)')
-
-
-def zeroshot_rows(out):
-    rows = []
-    for name in ('zeroshot_triplet', 'zeroshot_infonce'):
-        runs = load_summaries(out, name)
-        if runs and 'zeroshot' in runs[0]:
-            rows.append([name.split('_')[1], len(runs), fmt([r['all']['map'] for r in runs]),
-                         fmt([r['zeroshot']['seen']['map'] for r in runs]),
-                         fmt([r['zeroshot']['unseen']['map'] for r in runs]),
-                         fmt([r['zeroshot']['unseen']['p@10'] for r in runs]),
-                         f"{np.mean([r['random_baseline']['map'] for r in runs]):.4f}",
-                         f"{np.mean([r['random_baseline']['zeroshot']['unseen'] for r in runs]):.4f}"])
-    return rows
-
-
-def make_report(args):
-    out = args.out
-    sections = []
-    t1 = metric_rows(out, ['random', 'balanced', 'balanced_weighted'], ['random', 'balanced', 'balanced_weighted'])
-    if t1:
-        sections.append('### 1. Sampling (Tab1), acoustic model\n\n' + write_table(out, 'table1_sampling', HEADER, t1))
-    t2 = metric_rows(out, ['cultural', 'balanced_weighted', 'hybrid'], ['cultural', 'acoustic', 'hybrid'])
-    if t2:
-        sections.append('### 2. Information source (Tab2)\n\n' + write_table(out, 'table2_source', HEADER, t2))
-        figure = category_figure(out, ['cultural', 'balanced_weighted', 'hybrid'], ['cultural', 'acoustic', 'hybrid'])
-        if figure:
-            with open(os.path.join(out, 'table_category.md')) as f:
-                sections.append('MAP per category:\n\n' + f.read() + '\n![category](category_map.png)')
-    t3 = metric_rows(out, ['balanced_weighted', 'music_w2v'], ['google (GloVe)', 'music (Word2Vec)'])
-    if t3:
-        text = '### 3. Word embeddings (Tab3)\n\n' + write_table(out, 'table3_embedding', HEADER[:6], [r[:6] for r in t3])
-        neighbours = os.path.join(args.data_path, 'nearest_neighbours.md')
-        if os.path.isfile(neighbours):
-            with open(neighbours) as f, open(os.path.join(out, 'table3_neighbours.md'), 'w') as g:
-                table = f.read()
-                g.write(table)
-            text += '\n\nNearest neighbours (`table3_neighbours.md`):\n\n' + table.split('\n', 2)[2]
-        sections.append(text)
-    if t1:
-        learning_curves(out, ['random', 'balanced', 'balanced_weighted'])
-        sections.append('### 4. Learning curves\n\n![curves](learning_curves.png)')
-    zs = zeroshot_rows(out)
-    if zs:
-        sections.append('### 5. Beyond the paper: triplet vs InfoNCE, seen vs unseen tags\n\n' + write_table(
-            out, 'table_zeroshot', ['loss', 'seeds', 'MAP all', 'MAP seen', 'MAP unseen', 'P@10 unseen',
-                                    'random MAP all', 'random MAP unseen'], zs))
-    with open(os.path.join(out, 'RESULTS.md'), 'w') as f:
-        f.write('\n\n'.join(sections) + '\n')
-    return sections
-
-
+@exit_on_user_error
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--data_path', default=os.path.join(HERE, 'data', 'demo'))
     parser.add_argument('--out', default=os.path.join(HERE, 'results'))
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4])
     parser.add_argument('--configs', nargs='+', choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument('--full', action='store_true', help="the original's settings instead of the CPU budget")
     parser.add_argument('--extra', default='', help='more main.py flags for every run, e.g. "--max_steps 2"')
@@ -269,6 +206,8 @@ def main():
                         help=f'MLflow store or server for the runs; None: sqlite:///{tracking.DEFAULT_STORE}')
     parser.add_argument('--experiment_name', default='tag-retrieval-grid', help='MLflow experiment of the grid')
     parser.add_argument('--report_only', action='store_true', help='only rebuild tables and figures')
+    parser.add_argument('--allow_other_data', action='store_true',
+                        help='add runs to a results folder made on data with other checksums')
     args = parser.parse_args()
     args.budget = [] if args.full else CPU_BUDGET
     args.train_only = [] if args.full else CPU_TRAIN_ONLY
@@ -276,6 +215,8 @@ def main():
         sys.exit(f'error: no dataset at {args.data_path}; build it with `python make_demo_data.py` or pass --data_path')
     os.makedirs(args.out, exist_ok=True)
     start = time.time()
+    checksums = {} if args.report_only else check_same_data(args.out, args.data_path, args.allow_other_data)
+    args.provenance = f'{git_commit()}; machine: {machine()}'
     unseen_file = os.path.join(args.out, 'zeroshot_tags.txt')
     if not os.path.isfile(unseen_file):  # the same unseen tags for every seed and loss
         tags = np.load(os.path.join(args.data_path, 'tags.npy'))
@@ -289,12 +230,20 @@ def main():
             t = time.time()
             status = run_one(name, seed, args)
             print(f'[{k + 1}/{len(jobs)}] {name} seed {seed}: {status} ({time.time() - t:.0f} s)', flush=True)
-    sections = make_report(args)
-    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=HERE, capture_output=True, text=True).stdout.strip()
+    sections = make_report(args.out, args.data_path)
+    commit = git_commit()
+    commits = commits_of_runs(args.out)
+    if len(commits) > 1:
+        print(f'WARNING: the runs under {args.out} were trained at {len(commits)} commits: {", ".join(commits)}',
+              file=sys.stderr)
+    data = ', '.join(f'{name} {digest[:12]}' for name, digest in checksums.items())
     with open(os.path.join(args.out, 'RUN_INFO.md'), 'a') as f:
         f.write(f'- {time.strftime("%Y-%m-%d %H:%M:%S")}: `{shlex.join([os.path.basename(sys.argv[0])] + sys.argv[1:])}`'
-                f' at commit {commit or "unknown"}, wall time {time.time() - start:.0f} s, budget flags '
-                f'`{" ".join(args.budget + args.train_only) or "none (original settings)"}` {args.extra}\n')
+                f' at commit {commit}, wall time {time.time() - start:.0f} s, budget flags '
+                f'`{" ".join(args.budget + args.train_only) or "none (original settings)"}` {args.extra}; '
+                f'machine: {machine()}' + (f'; data {args.data_path} sha256: {data}' if data else '') +
+                (f'; WARNING: runs trained at {len(commits)} commits: {", ".join(commits)}' if len(commits) > 1 else '')
+                + '\n')
     print('\n\n'.join(sections))
 
 

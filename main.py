@@ -72,6 +72,11 @@ def build_parser():
     new.add_argument('--strategy', type=str, default='auto', help='auto, ddp, ddp_spawn, ...')
     new.add_argument('--precision', type=str, default='32-true', choices=PRECISIONS,
                      help='Lightning precision: bf16-mixed is the fast path on CPUs with bf16 and on recent GPUs')
+    new.add_argument('--channels_last', type=str2bool, default=False, metavar=BOOL,
+                     help='channels-last (NHWC) CNN tensors: the same model, faster convolutions')
+    new.add_argument('--cf_standardise', type=str2bool, default=False, metavar=BOOL,
+                     help='item factors to zero mean, unit variance per dimension (the original: raw); TEST '
+                          'follows the checkpoint')
     new.add_argument('--ckpt_path', type=str, default=None, help='resume TRAIN from this checkpoint')
     new.add_argument('--logger', type=str, default=None, choices=['tensorboard', 'csv', 'mlflow', 'neptune', 'none'],
                      help='None: neptune when --neptune_project/--neptune_api_key are given, else tensorboard')
@@ -106,7 +111,7 @@ def resolve_devices(config):
 
 
 DATA_FLAGS = ('data_path', 'input_type', 'w2v_type', 'is_subset', 'is_balanced', 'batch_size', 'num_workers',
-              'input_length', 'num_chunk', 'epoch_size', 'seed')
+              'input_length', 'num_chunk', 'epoch_size', 'seed', 'cf_standardise')
 TRAINING_FLAGS = ('margin', 'lr', 'weight_decay', 'is_weighted', 'loss', 'temperature')
 
 
@@ -115,14 +120,16 @@ def prepare(config, splits, checkpoint_path):
     from checkpoint import check_fits, read_checkpoint
     from data_loader import TagRetrievalDataModule, choose_zeroshot_tags
 
+    model_state, hparams = read_checkpoint(checkpoint_path) if checkpoint_path else ({}, {})
+    trained = hparams.get('config') or {}
+    if config.mode == 'TEST':  # score on the item factors as the checkpoint was trained on them
+        config.cf_standardise = config.cf_standardise or bool(trained.get('cf_standardise'))
     dm = TagRetrievalDataModule(**{k: getattr(config, k) for k in DATA_FLAGS})
     data = dm.load(splits)  # checks every input before any work
-    model_state, hparams = ({}, {})
     if checkpoint_path:
-        model_state, hparams = read_checkpoint(checkpoint_path)
         check_fits(checkpoint_path, model_state, config.input_type, config.w2v_type, data,
                    n_channels=None if config.mode == 'TEST' else config.n_channels)
-    fallback = (hparams.get('config') or {}).get('unseen_tags') or []
+    fallback = trained.get('unseen_tags') or []
     dm.unseen_tags = choose_zeroshot_tags(config.zeroshot_tags, data.tags, config.seed, fallback)
     return dm, data, model_state, hparams
 
@@ -156,7 +163,8 @@ def train(config):
     logger = make_logger(config, hparams.get('config'))  # before the config is saved: it records the run id
     settings = dict(run_config(config, dm), **tracking_record(logger))
     solver = Solver(input_type=config.input_type, word_dim=data.word_dim, cf_dim=data.cf_dim or 200,
-                    n_channels=config.n_channels, config=settings, **{k: getattr(config, k) for k in TRAINING_FLAGS})
+                    n_channels=config.n_channels, channels_last=config.channels_last, config=settings,
+                    **{k: getattr(config, k) for k in TRAINING_FLAGS})
     checkpoint_cb = ModelCheckpoint(dirpath=config.model_save_path, filename='best', monitor='map', mode='max',
                                     save_top_k=1, save_last=True, enable_version_counter=False)
     trainer = make_trainer(config, False, [checkpoint_cb], logger)
@@ -185,7 +193,7 @@ def test(config):
     # record how the checkpoint was trained, not this command's training defaults
     training = {k: hparams.get(k, getattr(config, k)) for k in TRAINING_FLAGS}
     solver = Solver(input_type=config.input_type, result_path=result_path, config=settings, **training,
-                    **model_dims(model_state, hparams))
+                    channels_last=config.channels_last, **model_dims(model_state, hparams))
     load_state(solver.model, path, model_state)
     trainer = make_trainer(config, True)
     trainer.test(solver, datamodule=dm, verbose=False)

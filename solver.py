@@ -65,10 +65,11 @@ def infonce_loss(tag_emb, song_emb, tag_index, song_labels, logit_scale):
 class Solver(pl.LightningModule):
     def __init__(self, input_type='spec', word_dim=300, cf_dim=200, n_channels=128, margin=0.4, lr=1e-4,
                  weight_decay=1e-4, is_weighted=False, loss='triplet', temperature=0.07, result_path=None,
-                 config=None):
+                 config=None, channels_last=False):
         super().__init__()
         self.save_hyperparameters()
-        self.model = build_model(input_type, word_dim=word_dim, cf_dim=cf_dim, n_channels=n_channels)
+        self.model = build_model(input_type, word_dim=word_dim, cf_dim=cf_dim, n_channels=n_channels,
+                                 channels_last=channels_last)
         if loss == 'infonce':
             self.logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / temperature)))
         self.eval_outputs = []

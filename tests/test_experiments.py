@@ -1,8 +1,11 @@
 """The experiment grid at toy size: 2 configurations, 1 seed, a few steps; tables and figures come out."""
 import csv
 import os
+import shutil
 import subprocess
 import sys
+
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = '--n_channels 8 --batch_size 32 --epoch_size 64 --n_epochs 1 --num_chunk 4 --max_steps 2'
@@ -20,7 +23,12 @@ def test_grid_at_toy_size_writes_tables_and_figures(dataset, tmp_path):
     assert all(0 <= float(r[2].split(' ± ')[0]) <= 1 for r in rows[1:])
     assert (out / 'learning_curves.png').stat().st_size > 1000
     assert '| random |' in (out / 'RESULTS.md').read_text()
-    assert 'wall time' in (out / 'RUN_INFO.md').read_text()
+    run_info = (out / 'RUN_INFO.md').read_text()
+    assert 'wall time' in run_info and 'machine:' in run_info and 'ix_to_cf.npy' in run_info
+    assert 'TRAIN at commit' in (out / 'runs' / 'random' / 'seed0' / 'provenance.txt').read_text()
+    paired = list(csv.DictReader(open(out / 'table_paired.csv')))
+    assert paired[0]['A'] == 'balanced_weighted' and paired[0]['B'] == 'random' and paired[0]['seeds'] == '1'
+    assert paired[0]['verdict'] in ('reproduced', 'opposite', 'inconclusive')
     # every run of the grid is one MLflow run of one experiment, named by configuration and seed, TEST included
     from mlflow import MlflowClient
     client = MlflowClient(f'sqlite:///{tmp_path}/mlruns.db')
@@ -30,3 +38,18 @@ def test_grid_at_toy_size_writes_tables_and_figures(dataset, tmp_path):
     # a second call resumes: both runs are found finished and nothing is retrained
     second = subprocess.run(command, capture_output=True, text=True)
     assert second.returncode == 0 and second.stdout.count('done before') == 2
+
+
+def test_results_made_on_other_data_are_refused(dataset, tmp_path):
+    data = tmp_path / 'data'
+    shutil.copytree(dataset['root'], data)
+    out = tmp_path / 'results'
+    command = [sys.executable, os.path.join(ROOT, 'experiments.py'), '--data_path', str(data), '--out', str(out),
+               '--configs', 'cultural', '--seeds', '0', '--extra', TOY]
+    assert subprocess.run(command, capture_output=True, text=True).returncode == 0
+    assert 'spec/ (96 files)' in (out / 'data_checksums.json').read_text()
+    cf = np.load(data / 'ix_to_cf.npy')
+    np.save(data / 'ix_to_cf.npy', cf * 2)  # a rebuilt dataset with other item factors
+    second = subprocess.run(command, capture_output=True, text=True)
+    assert second.returncode == 2 and 'ix_to_cf.npy' in second.stderr and 'differs' in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1
