@@ -146,8 +146,11 @@ def prepare(config, splits, checkpoint_path):
 
 def make_trainer(config, testing, callbacks=(), logger=False):
     import pytorch_lightning as pl
+
+    from solver import AtomicCheckpointIO
     accelerator, devices = resolve_devices(config)
     return pl.Trainer(default_root_dir=config.model_save_path, accelerator=accelerator, devices=devices,
+                      plugins=[AtomicCheckpointIO()],
                       num_nodes=config.num_nodes, strategy=config.strategy, precision=config.precision,
                       max_epochs=config.n_epochs, max_steps=config.max_steps,
                       limit_train_batches=config.limit_train_batches, limit_val_batches=config.limit_val_batches,
@@ -167,19 +170,25 @@ def train(config):
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
 
+    from preprocess_utils import atomic_write_bytes, require_output_dir
     from solver import Solver
     pl.seed_everything(config.seed, workers=True)
     dm, data, _, _ = prepare(config, ('train', 'valid'), config.ckpt_path)
+    require_output_dir(config.model_save_path, '--model_save_path')  # after the input checks: no stray folder
     settings = run_config(config, dm)
     solver = Solver(input_type=config.input_type, word_dim=data.word_dim, cf_dim=data.cf_dim or 200,
                     n_channels=config.n_channels, config=settings, **{k: getattr(config, k) for k in TRAINING_FLAGS})
     checkpoint_cb = ModelCheckpoint(dirpath=config.model_save_path, filename='best', monitor='map', mode='max',
-                                    save_top_k=1, save_last=True, enable_version_counter=False)
-    trainer = make_trainer(config, False, [checkpoint_cb], make_logger(config))
+                                    save_top_k=1, enable_version_counter=False)
+    # last.ckpt after every epoch, whether or not the valid MAP improved: the state a resume continues from
+    last_cb = ModelCheckpoint(dirpath=config.model_save_path, filename='last', monitor=None, save_top_k=1,
+                              enable_version_counter=False)
+    trainer = make_trainer(config, False, [checkpoint_cb, last_cb], make_logger(config))
     trainer.fit(solver, datamodule=dm, ckpt_path=config.ckpt_path)
+    checkpoint_cb.last_model_path = last_cb.best_model_path
     if trainer.is_global_zero:
-        with open(os.path.join(config.model_save_path, 'config.json'), 'w') as f:
-            json.dump(settings, f, indent=1, default=str)
+        atomic_write_bytes(os.path.join(config.model_save_path, 'config.json'),
+                           json.dumps(settings, indent=1, default=str).encode())
         print(f'best valid map {checkpoint_cb.best_model_score} -> {checkpoint_cb.best_model_path}; '
               f'last -> {checkpoint_cb.last_model_path}')
     return checkpoint_cb
@@ -192,11 +201,13 @@ def test(config):
 
     from checkpoint import load_state, model_dims
     from metrics import format_summary
+    from preprocess_utils import require_output_dir
     from solver import Solver
     pl.seed_everything(config.seed, workers=True)
     path = config.model_load_path
     dm, data, model_state, hparams = prepare(config, ('test',), path)
     result_path = config.result_path or os.path.join(os.path.dirname(os.path.abspath(path)), 'test')
+    require_output_dir(result_path, '--result_path')  # inputs checked first: a typo makes no stray folder
     settings = dict(run_config(config, dm), checkpoint_config=hparams.get('config'))
     # record how the checkpoint was trained, not this command's training defaults
     training = {k: hparams.get(k, getattr(config, k)) for k in TRAINING_FLAGS}
