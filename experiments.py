@@ -12,7 +12,8 @@
 5. Beyond the paper: triplet vs InfoNCE with zero-shot tags (seen vs unseen MAP), one seed.
 
 Every run is `main.py --mode TRAIN` then `--mode TEST` in a subprocess, under results/runs/CONFIG/seedS/. It resumes:
-a finished run (its test/summary.json exists) is skipped, an interrupted one continues from its last.ckpt.
+a finished run (its test/ outputs all written) is skipped, an interrupted one continues from its last.ckpt (written
+after every epoch), exactly where it stopped.
 """
 import argparse
 import csv
@@ -57,8 +58,9 @@ def run_dir(out, name, seed):
 
 def run_one(name, seed, args):
     folder = run_dir(args.out, name, seed)
-    summary = os.path.join(folder, 'test', 'summary.json')
-    if os.path.isfile(summary):
+    # TEST writes summary.json last; all three present and non-empty is a finished run, anything less is redone
+    outputs = [os.path.join(folder, 'test', name) for name in ('scores.npy', 'per_tag.csv', 'summary.json')]
+    if all(os.path.isfile(path) and os.path.getsize(path) > 0 for path in outputs):
         return 'done before'
     flags = [f.format(zeroshot_file=os.path.join(args.out, 'zeroshot_tags.txt')) for f in CONFIGS[name][1]]
     common = ['--data_path', args.data_path, '--seed', str(seed)] + flags + args.budget + shlex.split(args.extra)

@@ -20,6 +20,10 @@ def test_grid_at_toy_size_writes_tables_and_figures(dataset, tmp_path):
     assert (out / 'learning_curves.png').stat().st_size > 1000
     assert '| random |' in (out / 'RESULTS.md').read_text()
     assert 'wall time' in (out / 'RUN_INFO.md').read_text()
-    # a second call resumes: both runs are found finished and nothing is retrained
+    # a second call resumes: both runs are found finished and nothing is retrained, except the TEST of a run whose
+    # outputs are incomplete (a 0-byte scores.npy beside its summary.json, as a full disk once left)
+    scores = out / 'runs' / 'random' / 'seed0' / 'test' / 'scores.npy'
+    scores.write_bytes(b'')
     second = subprocess.run(command, capture_output=True, text=True)
-    assert second.returncode == 0 and second.stdout.count('done before') == 2
+    assert second.returncode == 0 and second.stdout.count('done before') == 1, second.stdout
+    assert scores.stat().st_size > 0
