@@ -10,8 +10,8 @@ import json
 import os
 import sys
 
-from cli_args import (devices_arg, int_or_float, non_negative_float, non_negative_int, positive_float, positive_int,
-                      public_config, str2bool, take_neptune_key)
+from cli_args import (devices_arg, int_or_float, learning_rate, non_negative_float, non_negative_int, positive_float,
+                      positive_int, public_config, str2bool, take_neptune_key)
 from errors import UserError, exit_on_user_error
 
 PRECISIONS = ['32-true', '32', 'bf16-mixed', 'bf16-true', '16-mixed', '16-true', '64-true', '64']
@@ -44,7 +44,7 @@ def build_parser():
     train = parser.add_argument_group('training parameters (the original\'s)')
     train.add_argument('--n_epochs', type=positive_int, default=200, help='epochs of --epoch_size samples')
     train.add_argument('--gpu_id', type=str, default='0', help='GPU indices (e.g. 0 or 0,1); CPU when none')
-    train.add_argument('--lr', type=positive_float, default=1e-4, help='Adam learning rate')
+    train.add_argument('--lr', type=learning_rate, default=1e-4, help='Adam learning rate')
     train.add_argument('--model_save_path', type=str, default='./checkpoints',
                        help='best.ckpt, last.ckpt, config.json and logs go here')
     train.add_argument('--model_load_path', type=str, default='.', help='checkpoint to TEST')

@@ -7,6 +7,7 @@ worker pools that die with their parent, and the `run` sub-command CLI.
 import argparse
 import contextlib
 import errno
+import io
 import json
 import mmap
 import os
@@ -221,7 +222,10 @@ def atomic_write_bytes(path, payload):
 
 
 def atomic_save_npy(path, array):
-    atomic_write(path, lambda f: np.save(f, array))  # a file object keeps np.save from appending '.npy'
+    # serialised first: numpy's own file write reports a full disk as a short write, without its errno
+    payload = io.BytesIO()
+    np.save(payload, array)
+    atomic_write_bytes(path, payload.getbuffer())
 
 
 def atomic_pickle(path, obj):

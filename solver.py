@@ -224,6 +224,9 @@ class Solver(pl.LightningModule):
         """scores.npy (tags x test songs, rows in tags.npy order), per_tag.csv, then summary.json: each written
         atomically, summary.json last, so that its presence means the results are complete."""
         per_tag, summary = self.last_eval['per_tag'], self.last_eval['summary']
+        summary_file = os.path.join(result_path, 'summary.json')
+        if os.path.exists(summary_file):  # an earlier TEST's: it must not vouch for outputs this one fails to write
+            os.remove(summary_file)
         atomic_save_npy(os.path.join(result_path, 'scores.npy'), self.last_eval['scores'].astype(np.float32))
         table = io.StringIO(newline='')
         writer = csv.writer(table)
@@ -240,7 +243,7 @@ class Solver(pl.LightningModule):
         atomic_write_bytes(os.path.join(result_path, 'per_tag.csv'), table.getvalue().encode())
         settings = {k: v for k, v in (self.hparams.config or {}).items()}
         settings.update({k: v for k, v in self.hparams.items() if k != 'config'})
-        atomic_write_bytes(os.path.join(result_path, 'summary.json'),
+        atomic_write_bytes(summary_file,
                            json.dumps({'means': summary, 'n_test_songs': int(self.last_eval['scores'].shape[1]),
                                        'settings': settings}, indent=1, default=str).encode())
 
@@ -255,4 +258,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
         except OSError as error:
             raise write_error(path, error) from None
-        atomic_write(path, lambda f: torch.save(checkpoint, f))
+        payload = io.BytesIO()  # serialised first: torch.save hides a full disk behind a RuntimeError of its zip writer
+        torch.save(checkpoint, payload)
+        atomic_write(path, lambda f: f.write(payload.getbuffer()))
