@@ -93,7 +93,10 @@ def resolve_devices(config):
         raise UserError(f'--accelerator {config.accelerator}: no CUDA device is visible; use --accelerator cpu')
     devices = config.devices
     if devices is None:
-        devices = [int(g) for g in config.gpu_id.split(',') if g.strip()] if accelerator in ('gpu', 'cuda') else 1
+        try:
+            devices = [int(g) for g in config.gpu_id.split(',') if g.strip()] if accelerator in ('gpu', 'cuda') else 1
+        except ValueError:
+            raise UserError(f'--gpu_id {config.gpu_id!r}: expected GPU indices such as 0 or 0,1')
     return accelerator, devices
 
 
@@ -146,17 +149,22 @@ def prepare(config, splits, checkpoint_path):
 
 def make_trainer(config, testing, callbacks=(), logger=False):
     import pytorch_lightning as pl
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
 
     from solver import AtomicCheckpointIO
     accelerator, devices = resolve_devices(config)
-    return pl.Trainer(default_root_dir=config.model_save_path, accelerator=accelerator, devices=devices,
-                      plugins=[AtomicCheckpointIO()],
-                      num_nodes=config.num_nodes, strategy=config.strategy, precision=config.precision,
-                      max_epochs=config.n_epochs, max_steps=config.max_steps,
-                      limit_train_batches=config.limit_train_batches, limit_val_batches=config.limit_val_batches,
-                      limit_test_batches=config.limit_test_batches, logger=logger, callbacks=list(callbacks),
-                      reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0, log_every_n_steps=10,
-                      enable_model_summary=not testing)
+    settings = dict(default_root_dir=config.model_save_path, accelerator=accelerator, devices=devices,
+                    plugins=[AtomicCheckpointIO()], num_nodes=config.num_nodes, strategy=config.strategy,
+                    precision=config.precision, max_epochs=config.n_epochs, max_steps=config.max_steps,
+                    limit_train_batches=config.limit_train_batches, limit_val_batches=config.limit_val_batches,
+                    limit_test_batches=config.limit_test_batches, logger=logger, callbacks=list(callbacks),
+                    reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0, log_every_n_steps=10,
+                    enable_model_summary=not testing)
+    try:
+        return pl.Trainer(**settings)
+    except (ValueError, MisconfigurationException) as e:  # a flag Lightning refuses: --strategy, --accelerator...
+        raise UserError(f'{str(e).strip().splitlines()[0]} (check --accelerator, --devices, --strategy, '
+                        '--num_nodes, --precision)')
 
 
 def run_config(config, dm):

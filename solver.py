@@ -186,7 +186,7 @@ class Solver(pl.LightningModule):
         return emb[first], labels[first]
 
     def tag_embeddings(self):
-        vectors = self.trainer.datamodule.tag_vectors.to(self.device)
+        vectors = self.trainer.datamodule.tag_vectors.to(self.device, self.model.fc1.weight.dtype)  # 64-true too
         return self.model.word_to_embedding(vectors)
 
     def _evaluate(self, stage):

@@ -160,6 +160,17 @@ def test_bad_data_for_train(name, data, tmp_path, capsys):
     assert not partial_files(data, tmp_path)
 
 
+LIGHTNING_CASES = [(['--strategy', 'bogus'], "invalid strategy name: `strategy='bogus'`"),
+                   (['--accelerator', 'bogus'], "invalid accelerator name: `accelerator='bogus'`")]
+
+
+@pytest.mark.parametrize('argv,fragment', LIGHTNING_CASES, ids=[' '.join(c[0]) for c in LIGHTNING_CASES])
+def test_trainer_setting_lightning_refuses(argv, fragment, trained, capsys):
+    root, _, _ = trained
+    expect_one_error(capsys, lambda: run('--data_path', root / 'data', '--model_save_path', root / 'other',
+                                         '--input_type', 'cf', *FAST, *argv), fragment)
+
+
 # ---------------------------------------------------------------------------------------------- checkpoints
 def test_resume_with_another_cnn_width_names_both(trained, capsys):
     root, result, _ = trained
