@@ -41,7 +41,8 @@ def load_array(path, what, fix, **kwargs):
     with open(path, 'rb') as f:
         magic = f.read(len(NPY_MAGIC))
     if magic != NPY_MAGIC:  # else np.load takes any other bytes for a pickle and says so
-        die(f'{path} is not a .npy array ({"empty file" if not magic else "no .npy header"}); {fix}')
+        reason = 'an empty file' if not magic else 'no .npy header: not written by numpy.save'
+        die(f'{path} is not a readable .npy array ({reason}); {fix}')
     try:
         return np.load(path, **kwargs)
     except (OSError, ValueError, EOFError) as error:

@@ -134,7 +134,7 @@ DATA_CASES = {  # name: (break the data folder, extra flags, the error names)
     'truncated spectrogram': (lambda r: os.truncate(spec_file(r, 'valid'), 500), [],
                               'is not a readable .npy array'),
     'random bytes as train_ids.npy': (lambda r: (r / 'train_ids.npy').write_bytes(os.urandom(300)), [],
-                                      'train_ids.npy is not a .npy array (no .npy header)'),
+                                      'train_ids.npy is not a readable .npy array (no .npy header'),
     'NaN in a word vector': (lambda r: set_word_vector(r, 'tag02', np.nan), ['--input_type', 'cf'],
                              'word vectors of'),
     'inf in item factors': (lambda r: set_item_factor(r, 7, np.inf), ['--input_type', 'cf'],
