@@ -192,14 +192,19 @@ def run(audio_dir, data_path, workers=None, float16=False, **mel_params):
                mel_params=mel_params, dtype=np.dtype(dtype).name)
     for path, error in failures:
         report.log(f'FAILED {path}: {error}')
+    report_short(report, short)
+    report.save(data_path)
+    return 1 if failures else 0
+
+
+def report_short(report, short):
+    """A loud warning, one line a file, for audio decoded far shorter than its header states."""
     if short:
         report.log(f'warning: {len(short)} file(s) decoded far shorter than their header states; their '
                    'spectrograms cover only what decoded (re-download them, delete their .npy and rerun):',
                    short={p: short[p] for p in sorted(short)})
     for path in sorted(short):
         report.log(f'SHORT {path}: {short[path]}')
-    report.save(data_path)
-    return 1 if failures else 0
 
 
 @exit_on_user_error
