@@ -345,3 +345,18 @@ def test_killing_the_parent_stops_its_workers():
     for orphan in left:  # do not leave them behind when the test fails
         os.kill(orphan, signal.SIGKILL)
     assert not left, f'workers {left} outlived their killed parent'
+
+
+def test_step3_refuses_non_finite_item_factors(tmp_path, capsys):
+    import step3_taste_profile
+    info = write_dataset(str(tmp_path / 'data'), n_songs=40)
+    factors = np.ones((40, 4), np.float32)
+    factors[5, 2] = np.nan
+    np.save(tmp_path / 'factors.npy', factors)
+    (tmp_path / 'index.tsv').write_text('\n'.join(info['ids']) + '\n')
+    before = (tmp_path / 'data' / 'ix_to_cf.npy').read_bytes()
+    expect_one_error(capsys, lambda: step3_taste_profile.main(['run', str(tmp_path / 'data'), '--factors_path',
+                                                               str(tmp_path / 'factors.npy'), '--index_path',
+                                                               str(tmp_path / 'index.tsv')]),
+                     f'holds NaN or infinite values in 1 row(s) (first: row 5, track {info["ids"][5]})')
+    assert (tmp_path / 'data' / 'ix_to_cf.npy').read_bytes() == before
