@@ -178,11 +178,12 @@ def train(config):
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from preprocess_utils import atomic_write_bytes, require_output_dir
+    from preprocess_utils import atomic_write_bytes, remove_stale_partials, require_output_dir
     from solver import Solver
     pl.seed_everything(config.seed, workers=True)
     dm, data, _, _ = prepare(config, ('train', 'valid'), config.ckpt_path)
     require_output_dir(config.model_save_path, '--model_save_path')  # after the input checks: no stray folder
+    remove_stale_partials(config.model_save_path)  # a checkpoint write cut short by a kill
     settings = run_config(config, dm)
     solver = Solver(input_type=config.input_type, word_dim=data.word_dim, cf_dim=data.cf_dim or 200,
                     n_channels=config.n_channels, config=settings, **{k: getattr(config, k) for k in TRAINING_FLAGS})

@@ -115,15 +115,13 @@ class Solver(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
     # ------------------------------------------------------------------ random state, saved with every checkpoint
-    # Training steps (dropout, negatives) draw from a stream of their own, set before and kept after each step:
-    # the draws Lightning and the DataLoader make between steps (an iterator's seed each epoch, one fewer after a
-    # resume) never reach it, so a resumed run draws exactly what the interrupted one would have.
+    # Training steps (dropout, negatives) draw from a stream of their own, set before each step and kept at the end
+    # of training_step (after its last draw, before any callback can save a checkpoint): the draws Lightning and
+    # the DataLoader make between steps (an iterator's seed each epoch, one fewer after a resume) never reach it, so
+    # a resumed run draws exactly what the interrupted one would have.
     def on_train_batch_start(self, batch, batch_idx):
         if self.training_rng is not None:
             set_rng_state(self.training_rng, self.device)
-
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        self.training_rng = rng_state(self.device)
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint['training_rng'] = rng_state_to_checkpoint(self.training_rng or rng_state(self.device))
@@ -153,6 +151,7 @@ class Solver(pl.LightningModule):
                             'Lower --lr, or check the inputs for extreme values')
         self.log('train/loss', loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(tag_emb))
         self.log('train/rows_without_negative', skipped, on_step=False, on_epoch=True, reduce_fx='sum')
+        self.training_rng = rng_state(self.device)
         return loss
 
     # ------------------------------------------------------------------ validation and test: one path

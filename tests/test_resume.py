@@ -26,6 +26,12 @@ def weights(path):
     return torch.load(path, map_location='cpu', weights_only=True)['state_dict']
 
 
+def finished_pid():
+    process = subprocess.Popen(['true'])
+    process.wait()
+    return process.pid
+
+
 def kill_once_last_checkpoint_exists(data, folder, timeout=120):
     """Start TRAIN in a process of its own; SIGKILL it as soon as the first last.ckpt is in place."""
     command = [sys.executable, os.path.join(ROOT, 'main.py'), '--data_path', data, '--model_save_path', folder, *TINY]
@@ -48,7 +54,9 @@ def test_kill_9_then_resume_equals_the_uninterrupted_run(dataset, tmp_path):
     last = kill_once_last_checkpoint_exists(data, str(tmp_path / 'killed'))
     killed_at = torch.load(last, map_location='cpu', weights_only=True)
     assert killed_at['epoch'] < 2, 'the process finished before it was killed: the test proves nothing'
+    (tmp_path / 'killed' / f'.last.ckpt.partial-{finished_pid()}').write_bytes(b'cut short')  # a write killed
     resumed = run('--data_path', data, '--model_save_path', tmp_path / 'killed', *TINY, '--ckpt_path', last)
+    assert not [f for f in os.listdir(tmp_path / 'killed') if '.partial' in f]
 
     for name in ('last_model_path', 'best_model_path'):
         a, b = weights(getattr(reference, name)), weights(getattr(resumed, name))
