@@ -72,6 +72,14 @@ def positive_float(value):
     return _number(value, float, 0.0, False, 'a number > 0')
 
 
+def learning_rate(value):
+    """Adam's step size: above 1 it overflows or diverges at once (a typo such as 1e38 for 1e-3)."""
+    number = _number(value, float, 0.0, False, 'a learning rate in (0, 1]')
+    if number > 1:
+        raise argparse.ArgumentTypeError(f'expected a learning rate in (0, 1], got {value!r}')
+    return number
+
+
 def non_negative_float(value):
     return _number(value, float, 0.0, True, 'a number >= 0')
 

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from errors import UserError
-from preprocess_utils import load_array, spec_path
+from preprocess_utils import load_array, refuse_non_finite, spec_path
 from safe_pickle import load_pickle
 
 N_MELS = 128
@@ -145,6 +145,7 @@ class SplitData:
                 found = dict(line.rstrip('\n').split('\t')[:2] for line in f if '\t' in line)
             self.categories = np.array([found.get(t, 'unknown') for t in self.tags])
 
+        refuse_non_finite(self, splits)
         if input_type in ('spec', 'hybrid'):
             for split in splits:
                 self.check_spectrograms(self.ids[split][1])

@@ -14,7 +14,8 @@
 6. Each claim as a paired difference per tag and seed with a bootstrap interval and a verdict (report.py).
 
 Every run is `main.py --mode TRAIN` then `--mode TEST` in a subprocess, under results/runs/CONFIG/seedS/. It resumes:
-a finished run (its test/summary.json exists) is skipped, an interrupted one continues from its last.ckpt. The data's
+a finished run (its test/ outputs all written) is skipped, an interrupted one continues from its last.ckpt (written
+after every epoch), exactly where it stopped. The data's
 checksums are recorded in results/data_checksums.json (and RUN_INFO.md): a results folder made on other data is
 refused, so one table never mixes runs of two dataset builds.
 Every run is also tracked in one MLflow experiment (--experiment_name, --mlflow_uri: the project's mlruns.db),
@@ -67,8 +68,9 @@ def run_dir(out, name, seed):
 
 def run_one(name, seed, args):
     folder = run_dir(args.out, name, seed)
-    summary = os.path.join(folder, 'test', 'summary.json')
-    if os.path.isfile(summary):
+    # TEST writes summary.json last; all three present and non-empty is a finished run, anything less is redone
+    outputs = [os.path.join(folder, 'test', name) for name in ('scores.npy', 'per_tag.csv', 'summary.json')]
+    if all(os.path.isfile(path) and os.path.getsize(path) > 0 for path in outputs):
         with open(os.path.join(folder, 'config.json')) as f:
             tracked = 'mlflow_run_id' in json.load(f)
         if not tracked:  # finished before runs were tracked: its files become an MLflow run of the same name

@@ -11,8 +11,9 @@ import json
 import os
 import sys
 
-from cli_args import (BOOL, HelpFormatter, devices_arg, int_or_float, non_negative_float, non_negative_int, positive_float, positive_int,
-                      public_config, str2bool, take_neptune_key, usage_examples)
+from cli_args import (BOOL, HelpFormatter, devices_arg, int_or_float, learning_rate, non_negative_float,
+                      non_negative_int, positive_float, positive_int, public_config, str2bool, take_neptune_key,
+                      usage_examples)
 from errors import UserError, exit_on_user_error
 from tracking import DEFAULT_EXPERIMENT, DEFAULT_STORE, log_test_results, make_logger, tracking_record
 
@@ -46,7 +47,7 @@ def build_parser():
     train = parser.add_argument_group('training parameters (the original\'s)')
     train.add_argument('--n_epochs', type=positive_int, default=200, help='epochs of --epoch_size samples')
     train.add_argument('--gpu_id', type=str, default='0', help='GPU indices (e.g. 0 or 0,1); CPU when none')
-    train.add_argument('--lr', type=positive_float, default=1e-4, help='Adam learning rate')
+    train.add_argument('--lr', type=learning_rate, default=1e-4, help='Adam learning rate')
     train.add_argument('--model_save_path', type=str, default='./checkpoints',
                        help='best.ckpt, last.ckpt, config.json and logs go here')
     train.add_argument('--model_load_path', type=str, default='.', help='checkpoint to TEST')
@@ -106,7 +107,10 @@ def resolve_devices(config):
         raise UserError(f'--accelerator {config.accelerator}: no CUDA device is visible; use --accelerator cpu')
     devices = config.devices
     if devices is None:
-        devices = [int(g) for g in config.gpu_id.split(',') if g.strip()] if accelerator in ('gpu', 'cuda') else 1
+        try:
+            devices = [int(g) for g in config.gpu_id.split(',') if g.strip()] if accelerator in ('gpu', 'cuda') else 1
+        except ValueError:
+            raise UserError(f'--gpu_id {config.gpu_id!r}: expected GPU indices such as 0 or 0,1')
     return accelerator, devices
 
 
@@ -136,14 +140,22 @@ def prepare(config, splits, checkpoint_path):
 
 def make_trainer(config, testing, callbacks=(), logger=False):
     import pytorch_lightning as pl
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    from solver import AtomicCheckpointIO
     accelerator, devices = resolve_devices(config)
-    return pl.Trainer(default_root_dir=config.model_save_path, accelerator=accelerator, devices=devices,
-                      num_nodes=config.num_nodes, strategy=config.strategy, precision=config.precision,
-                      max_epochs=config.n_epochs, max_steps=config.max_steps,
-                      limit_train_batches=config.limit_train_batches, limit_val_batches=config.limit_val_batches,
-                      limit_test_batches=config.limit_test_batches, logger=logger, callbacks=list(callbacks),
-                      reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0, log_every_n_steps=10,
-                      enable_model_summary=not testing)
+    settings = dict(default_root_dir=config.model_save_path, accelerator=accelerator, devices=devices,
+                    plugins=[AtomicCheckpointIO()], num_nodes=config.num_nodes, strategy=config.strategy,
+                    precision=config.precision, max_epochs=config.n_epochs, max_steps=config.max_steps,
+                    limit_train_batches=config.limit_train_batches, limit_val_batches=config.limit_val_batches,
+                    limit_test_batches=config.limit_test_batches, logger=logger, callbacks=list(callbacks),
+                    reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0, log_every_n_steps=10,
+                    enable_model_summary=not testing)
+    try:
+        return pl.Trainer(**settings)
+    except (ValueError, MisconfigurationException) as e:  # a flag Lightning refuses: --strategy, --accelerator...
+        raise UserError(f'{str(e).strip().splitlines()[0]} (check --accelerator, --devices, --strategy, '
+                        '--num_nodes, --precision)')
 
 
 def run_config(config, dm):
@@ -157,21 +169,28 @@ def train(config):
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
 
+    from preprocess_utils import atomic_write_bytes, remove_stale_partials, require_output_dir
     from solver import Solver
     pl.seed_everything(config.seed, workers=True)
     dm, data, _, hparams = prepare(config, ('train', 'valid'), config.ckpt_path)
+    require_output_dir(config.model_save_path, '--model_save_path')  # after the input checks: no stray folder
+    remove_stale_partials(config.model_save_path)  # a checkpoint write cut short by a kill
     logger = make_logger(config, hparams.get('config'))  # before the config is saved: it records the run id
     settings = dict(run_config(config, dm), **tracking_record(logger))
     solver = Solver(input_type=config.input_type, word_dim=data.word_dim, cf_dim=data.cf_dim or 200,
                     n_channels=config.n_channels, channels_last=config.channels_last, config=settings,
                     **{k: getattr(config, k) for k in TRAINING_FLAGS})
     checkpoint_cb = ModelCheckpoint(dirpath=config.model_save_path, filename='best', monitor='map', mode='max',
-                                    save_top_k=1, save_last=True, enable_version_counter=False)
-    trainer = make_trainer(config, False, [checkpoint_cb], logger)
+                                    save_top_k=1, enable_version_counter=False)
+    # last.ckpt after every epoch, whether or not the valid MAP improved: the state a resume continues from
+    last_cb = ModelCheckpoint(dirpath=config.model_save_path, filename='last', monitor=None, save_top_k=1,
+                              enable_version_counter=False)
+    trainer = make_trainer(config, False, [checkpoint_cb, last_cb], logger)
     trainer.fit(solver, datamodule=dm, ckpt_path=config.ckpt_path)
+    checkpoint_cb.last_model_path = last_cb.best_model_path
     if trainer.is_global_zero:
-        with open(os.path.join(config.model_save_path, 'config.json'), 'w') as f:
-            json.dump(settings, f, indent=1, default=str)
+        atomic_write_bytes(os.path.join(config.model_save_path, 'config.json'),
+                           json.dumps(settings, indent=1, default=str).encode())
         print(f'best valid map {checkpoint_cb.best_model_score} -> {checkpoint_cb.best_model_path}; '
               f'last -> {checkpoint_cb.last_model_path}')
     return checkpoint_cb
@@ -184,11 +203,13 @@ def test(config):
 
     from checkpoint import load_state, model_dims
     from metrics import format_summary
+    from preprocess_utils import require_output_dir
     from solver import Solver
     pl.seed_everything(config.seed, workers=True)
     path = config.model_load_path
     dm, data, model_state, hparams = prepare(config, ('test',), path)
     result_path = config.result_path or os.path.join(os.path.dirname(os.path.abspath(path)), 'test')
+    require_output_dir(result_path, '--result_path')  # inputs checked first: a typo makes no stray folder
     settings = dict(run_config(config, dm), checkpoint_config=hparams.get('config'))
     # record how the checkpoint was trained, not this command's training defaults
     training = {k: hparams.get(k, getattr(config, k)) for k in TRAINING_FLAGS}

@@ -1,15 +1,20 @@
 """Helpers shared by the preprocessing steps (step0_mel_spectrogram.py ... step3_taste_profile.py).
 
-Not run directly. One definition of each helper: error exit, report writing, atomic writes, JSON files,
-word-vector vocabulary access, spectrogram paths and the `run` sub-command CLI.
+Not run directly. One definition of each helper: error exit, report writing, atomic writes (and their
+one-line errors on a full or read-only disk), value checks, word-vector vocabulary access, spectrogram paths,
+worker pools that die with their parent, and the `run` sub-command CLI.
 """
 import argparse
 import contextlib
+import errno
 import io
 import json
 import mmap
 import os
 import pickle
+import signal
+import sys
+import threading
 
 import numpy as np
 
@@ -18,6 +23,7 @@ from errors import UserError
 
 SCORE_MIN = 50  # Last.fm tag score threshold of the original (keep score >= 50)
 SPLIT_FILES = ('train_ids.npy', 'valid_ids.npy', 'test_ids.npy')
+NPY_MAGIC = b'\x93NUMPY'
 
 
 def die(message):
@@ -33,10 +39,44 @@ def require_file(path, what, fix):
 def load_array(path, what, fix, **kwargs):
     """np.load with a one-line error naming the file for a missing or unreadable array."""
     require_file(path, what, fix)
+    with open(path, 'rb') as f:
+        magic = f.read(len(NPY_MAGIC))
+    if magic != NPY_MAGIC:  # else np.load takes any other bytes for a pickle and says so
+        reason = 'an empty file' if not magic else 'no .npy header: not written by numpy.save'
+        die(f'{path} is not a readable .npy array ({reason}); {fix}')
     try:
         return np.load(path, **kwargs)
     except (OSError, ValueError, EOFError) as error:
         die(f'{path} is not a readable .npy array ({error}); {fix}')
+
+
+def refuse_non_finite(data, splits):
+    """Stop before training when word vectors, item factors or a spectrogram of `splits` hold NaN or inf (a run
+    would end with NaN weights and a plausible-looking score); also refuses an unreadable or truncated
+    spectrogram. `data` is a data_loader.SplitData; missing spectrograms are left to its own check."""
+    fix_of = {'word vectors': f'rebuild {data.data_path}/*_emb.pkl with step2_word_embedding.py',
+              'item factors': 'rebuild ix_to_cf.npy with step3_taste_profile.py'}
+    for what, values in (('word vectors', data.tag_vectors), ('item factors', data.cf)):
+        if values is not None and not np.isfinite(values).all():
+            rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
+            die(f'{what} of {data.data_path} hold NaN or infinite values ({len(rows)} row(s), first: row '
+                f'{rows[0]}{", tag " + str(data.tags[rows[0]]) if what == "word vectors" else ""}); {fix_of[what]}')
+    if data.input_type not in ('spec', 'hybrid'):
+        return
+    for split in splits:
+        for track_id in data.ids[split][1]:
+            path = spec_path(data.data_path, track_id)
+            if not os.path.isfile(path):
+                continue
+            fix = 'delete it and recompute it with step0_mel_spectrogram.py'
+            if os.path.getsize(path) == 0:
+                die(f'{path} is empty (0 bytes); {fix}')
+            try:
+                spec = np.load(path, mmap_mode='r')
+            except (OSError, ValueError, EOFError) as error:
+                die(f'{path} is not a readable .npy array ({error}); {fix}')
+            if not np.isfinite(spec).all():
+                die(f'{path} holds NaN or infinite values; {fix}')
 
 
 def make_cli(doc, prog=None):
@@ -83,51 +123,91 @@ def _json_default(value):
 
 
 # ---------------------------------------------------------------- atomic writes
+PARTIAL_MARK = '.partial-'
+
+
 def partial_path(path, pid=None):
-    """Temporary name beside `path`, unique to this process: two writers of one file never rename each other's."""
+    """Temporary name beside `path`, unique to the writing process: `.NAME.partial-PID` (hidden, so readers
+    skip it). Two processes writing one folder never rename each other's files."""
     directory, name = os.path.split(path)
-    return os.path.join(directory, f'.{name}.{os.getpid() if pid is None else pid}.partial')
+    return os.path.join(directory, f'.{name}{PARTIAL_MARK}{os.getpid() if pid is None else pid}')
 
 
-def remove_stale_partials(path):
-    """Temporary files of `path` left by processes that died mid-write (a running one's are left alone)."""
-    directory, name = os.path.split(path)
-    prefix = f'.{name}.'
-    try:
-        names = [n for n in os.listdir(directory or '.') if n.startswith(prefix) and n.endswith('.partial')]
-    except OSError:
-        return
-    for leftover in names:
-        pid = leftover[len(prefix):-len('.partial')]
-        if pid.isdigit() and not process_alive(int(pid)):
-            with contextlib.suppress(OSError):
-                os.remove(os.path.join(directory, leftover))
-
-
-def process_alive(pid):
+def _process_alive(pid):
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # alive, another user's
+    except PermissionError:  # alive, owned by another user
         return True
     return True
 
 
+def remove_stale_partials(root):
+    """Delete the temporary files of writers that died (killed mid-write) under `root`; returns how many."""
+    removed = 0
+    for directory, _, files in os.walk(root):
+        for name in files:
+            pid = name.rpartition(PARTIAL_MARK)[2] if name.startswith('.') and PARTIAL_MARK in name else ''
+            if pid.isdigit() and (int(pid) == os.getpid() or not _process_alive(int(pid))):
+                os.remove(os.path.join(directory, name))
+                removed += 1
+    return removed
+
+
+WRITE_ERRORS = {errno.ENOSPC: 'the disk is full', errno.EDQUOT: 'the disk quota is exceeded',
+                errno.EROFS: 'the file system is read-only', errno.EACCES: 'permission denied',
+                errno.EPERM: 'permission denied', errno.ENOTDIR: 'a file stands where a folder is expected',
+                errno.EEXIST: 'a file stands where a folder is expected'}
+
+
+def write_error(path, error):
+    """UserError for an OSError met while writing `path`: what happened in words, the path, and the fix."""
+    what = WRITE_ERRORS.get(error.errno, error.strerror or type(error).__name__)
+    return UserError(f'cannot write {path}: {what} ({error.strerror or error}); free space or fix the folder, '
+                     'or write elsewhere, then rerun (finished outputs are kept)')
+
+
+def require_output_dir(path, flag):
+    """Create the output folder `path` (given by `flag`) and prove it writable, before any work starts."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f'{flag} {path} is a file, not a folder; pass a folder path')
+    except OSError as error:
+        raise UserError(f'{flag} {path}: cannot create the folder: {WRITE_ERRORS.get(error.errno, error.strerror)} '
+                        f'({error.strerror}); pass a writable folder')
+    if not os.path.isdir(path):
+        raise UserError(f'{flag} {path} is a file, not a folder; pass a folder path')
+    probe = partial_path(os.path.join(path, 'write-probe'))
+    try:
+        with open(probe, 'wb') as f:
+            f.write(b'.')
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as error:
+        raise UserError(f'{flag} {path} is not writable: {WRITE_ERRORS.get(error.errno, error.strerror)} '
+                        f'({error.strerror}); pass a writable folder with free space')
+    finally:
+        if os.path.exists(probe):
+            os.remove(probe)
+
+
 def atomic_write(path, write):
-    """write(f) into a temporary file beside `path`, then rename: an interrupted write leaves no torn file, and a
-    failed one (a full disk) leaves no temporary file either."""
-    remove_stale_partials(path)
+    """write(f) into a temporary file beside `path`, flushed to disk, then renamed into place: an interrupted or
+    failed write (full disk included) leaves no torn file and no temporary one; OSError becomes a UserError."""
     tmp = partial_path(path)
     try:
         with open(tmp, 'wb') as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())  # a full disk may only show here (delayed allocation), never after the rename
         os.replace(tmp, path)
     except BaseException as error:
-        if os.path.lexists(tmp):
+        if os.path.exists(tmp):
             os.remove(tmp)
-        if isinstance(error, OSError) and error.errno and error.filename is None:  # write() names no file
-            error.filename = path
+        if isinstance(error, OSError):
+            raise write_error(path, error) from None
         raise
 
 
@@ -136,10 +216,10 @@ def atomic_write_bytes(path, payload):
 
 
 def atomic_save_npy(path, array):
-    """np.save through f.write (not numpy's tofile, whose failures carry no errno): a full disk says so."""
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    atomic_write_bytes(path, buffer.getbuffer())
+    # serialised first: numpy's own file write reports a full disk as a short write, without its errno
+    payload = io.BytesIO()
+    np.save(payload, array)
+    atomic_write_bytes(path, payload.getbuffer())
 
 
 def atomic_pickle(path, obj):
@@ -275,3 +355,34 @@ def load_keyed_vectors(path, option):
             die(f'cannot load {path} as a gensim Word2Vec model or KeyedVectors ({error}); '
                 f'pass a gensim .model/.kv file or a word2vec .bin with {option}')
     return loaded.wv if hasattr(loaded, 'wv') else loaded
+
+
+# ---------------------------------------------------------------- worker processes
+def _die_with_parent(parent_pid):
+    """Pool initializer: the kernel sends SIGTERM to this worker when its parent dies (even by SIGKILL)."""
+    if sys.platform.startswith('linux'):
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def worker_pool(workers):
+    """multiprocessing.Pool whose workers never outlive the parent: killed with it (Linux: PR_SET_PDEATHSIG),
+    and terminated when the parent gets SIGTERM or Ctrl-C, or leaves the block in any way."""
+    from multiprocessing import Pool
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
+    pool = Pool(workers, initializer=_die_with_parent, initargs=(os.getpid(),))
+    try:
+        yield pool
+    finally:
+        pool.terminate()
+        pool.join()
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)

@@ -11,17 +11,22 @@ Validation and test share one path: embed the songs, gather them from every proc
 every song by cosine, and compute per-tag P@10, ROC-AUC and AP (means logged as `p@10`, `roc_auc`, `map`).
 """
 import csv
+import io
 import json
 import math
 import os
+import random
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from errors import UserError
 from metrics import cosine_scores, retrieval_metrics, summarise
 from model import build_model
+from preprocess_utils import atomic_save_npy, atomic_write, atomic_write_bytes, write_error
 
 
 def negative_weights(tag_emb, song_emb, tag_index, song_labels, weighted):
@@ -62,6 +67,37 @@ def infonce_loss(tag_emb, song_emb, tag_index, song_labels, logit_scale):
     return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device), reduction='none')
 
 
+def rng_state(device):
+    """Every generator a training step may draw from: torch CPU, torch CUDA (of `device`), numpy, python."""
+    return {'torch': torch.get_rng_state(), 'numpy': np.random.get_state(), 'python': random.getstate(),
+            'cuda': torch.cuda.get_rng_state(device) if device.type == 'cuda' else None}
+
+
+def set_rng_state(state, device):
+    torch.set_rng_state(state['torch'])
+    np.random.set_state(state['numpy'])
+    random.setstate(state['python'])
+    if state.get('cuda') is not None and device.type == 'cuda':
+        torch.cuda.set_rng_state(state['cuda'], device)
+
+
+def rng_state_to_checkpoint(state):
+    """Tensors and plain lists only, so the checkpoint still loads with torch.load(weights_only=True)."""
+    name, keys, pos, has_gauss, cached = state['numpy']
+    version, internal, gauss_next = state['python']
+    return {'torch': state['torch'], 'cuda': state['cuda'],
+            'numpy': [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+            'python': [version, list(internal), gauss_next]}
+
+
+def rng_state_from_checkpoint(saved):
+    name, keys, pos, has_gauss, cached = saved['numpy']
+    version, internal, gauss_next = saved['python']
+    return {'torch': saved['torch'], 'cuda': saved.get('cuda'),
+            'numpy': (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached),
+            'python': (version, tuple(internal), gauss_next)}
+
+
 class Solver(pl.LightningModule):
     def __init__(self, input_type='spec', word_dim=300, cf_dim=200, n_channels=128, margin=0.4, lr=1e-4,
                  weight_decay=1e-4, is_weighted=False, loss='triplet', temperature=0.07, result_path=None,
@@ -74,9 +110,26 @@ class Solver(pl.LightningModule):
             self.logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / temperature)))
         self.eval_outputs = []
         self.last_eval = None
+        self.training_rng = None  # the random stream of the training steps (see on_train_batch_start)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    # ------------------------------------------------------------------ random state, saved with every checkpoint
+    # Training steps (dropout, negatives) draw from a stream of their own, set before each step and kept at the end
+    # of training_step (after its last draw, before any callback can save a checkpoint): the draws Lightning and
+    # the DataLoader make between steps (an iterator's seed each epoch, one fewer after a resume) never reach it, so
+    # a resumed run draws exactly what the interrupted one would have.
+    def on_train_batch_start(self, batch, batch_idx):
+        if self.training_rng is not None:
+            set_rng_state(self.training_rng, self.device)
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint['training_rng'] = rng_state_to_checkpoint(self.training_rng or rng_state(self.device))
+
+    def on_load_checkpoint(self, checkpoint):
+        if 'training_rng' in checkpoint:
+            self.training_rng = rng_state_from_checkpoint(checkpoint['training_rng'])
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch, batch_idx):
@@ -93,8 +146,13 @@ class Solver(pl.LightningModule):
             losses = triplet_loss(tag_emb, song_emb, song_emb[negative], self.hparams.margin)[has_negative]
             skipped = (~has_negative).sum().float()
         loss = losses.mean() if len(losses) else (tag_emb.sum() + song_emb.sum()) * 0.0
+        if not torch.isfinite(loss):
+            raise UserError(f'the training loss became {loss.item()} at step {self.global_step} (epoch '
+                            f'{self.current_epoch}); training stopped, the checkpoints written before are kept. '
+                            'Lower --lr, or check the inputs for extreme values')
         self.log('train/loss', loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(tag_emb))
         self.log('train/rows_without_negative', skipped, on_step=False, on_epoch=True, reduce_fx='sum')
+        self.training_rng = rng_state(self.device)
         return loss
 
     # ------------------------------------------------------------------ validation and test: one path
@@ -128,7 +186,7 @@ class Solver(pl.LightningModule):
         return emb[first], labels[first]
 
     def tag_embeddings(self):
-        vectors = self.trainer.datamodule.tag_vectors.to(self.device)
+        vectors = self.trainer.datamodule.tag_vectors.to(self.device, self.model.fc1.weight.dtype)  # 64-true too
         return self.model.word_to_embedding(vectors)
 
     def _evaluate(self, stage):
@@ -163,24 +221,43 @@ class Solver(pl.LightningModule):
             self.write_results(self.hparams.result_path, dm)
 
     def write_results(self, result_path, dm):
-        """per_tag.csv, summary.json and scores.npy (tags x test songs, rows in tags.npy order)."""
-        os.makedirs(result_path, exist_ok=True)
+        """scores.npy (tags x test songs, rows in tags.npy order), per_tag.csv, then summary.json: each written
+        atomically, summary.json last, so that its presence means the results are complete."""
         per_tag, summary = self.last_eval['per_tag'], self.last_eval['summary']
-        with open(os.path.join(result_path, 'per_tag.csv'), 'w', newline='') as f:
-            writer = csv.writer(f)
-            columns = ['tag'] + (['category'] if dm.data.categories is not None else []) + \
-                      (['zeroshot'] if dm.unseen_tags else []) + ['p@10', 'roc_auc', 'ap']
-            writer.writerow(columns)
-            for i, tag in enumerate(dm.tags):
-                row = [tag]
-                if dm.data.categories is not None:
-                    row.append(dm.data.categories[i])
-                if dm.unseen_tags:
-                    row.append('seen' if dm.seen_mask[i] else 'unseen')
-                writer.writerow(row + [f'{per_tag[m][i]:.6f}' for m in ('p@10', 'roc_auc', 'ap')])
+        summary_file = os.path.join(result_path, 'summary.json')
+        if os.path.exists(summary_file):  # an earlier TEST's: it must not vouch for outputs this one fails to write
+            os.remove(summary_file)
+        atomic_save_npy(os.path.join(result_path, 'scores.npy'), self.last_eval['scores'].astype(np.float32))
+        table = io.StringIO(newline='')
+        writer = csv.writer(table)
+        columns = ['tag'] + (['category'] if dm.data.categories is not None else []) + \
+                  (['zeroshot'] if dm.unseen_tags else []) + ['p@10', 'roc_auc', 'ap']
+        writer.writerow(columns)
+        for i, tag in enumerate(dm.tags):
+            row = [tag]
+            if dm.data.categories is not None:
+                row.append(dm.data.categories[i])
+            if dm.unseen_tags:
+                row.append('seen' if dm.seen_mask[i] else 'unseen')
+            writer.writerow(row + [f'{per_tag[m][i]:.6f}' for m in ('p@10', 'roc_auc', 'ap')])
+        atomic_write_bytes(os.path.join(result_path, 'per_tag.csv'), table.getvalue().encode())
         settings = {k: v for k, v in (self.hparams.config or {}).items()}
         settings.update({k: v for k, v in self.hparams.items() if k != 'config'})
-        with open(os.path.join(result_path, 'summary.json'), 'w') as f:
-            json.dump({'means': summary, 'n_test_songs': int(self.last_eval['scores'].shape[1]),
-                       'settings': settings}, f, indent=1, default=str)
-        np.save(os.path.join(result_path, 'scores.npy'), self.last_eval['scores'].astype(np.float32))
+        atomic_write_bytes(summary_file,
+                           json.dumps({'means': summary, 'n_test_songs': int(self.last_eval['scores'].shape[1]),
+                                       'settings': settings}, indent=1, default=str).encode())
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint beside its final path, flushed to disk, then renamed into place: a kill or a full
+    disk leaves the previous checkpoint whole (never a truncated one), and a failed write is one line naming it."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        path = os.fspath(path)
+        try:
+            os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+        except OSError as error:
+            raise write_error(path, error) from None
+        payload = io.BytesIO()  # serialised first: torch.save hides a full disk behind a RuntimeError of its zip writer
+        torch.save(checkpoint, payload)
+        atomic_write(path, lambda f: f.write(payload.getbuffer()))

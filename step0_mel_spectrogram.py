@@ -15,24 +15,28 @@ Exactly what is computed (the original README's parameters):
 The original's spectrogram code is not public; this log is the one of torchaudio's AmplitudeToDB that
 the original author's short-chunk CNN code uses (10*log10 of power, amin 1e-10, no top_db clipping).
 
-Resumable: an existing ID.npy is skipped; each file is written to a temporary '.ID.npy.partial'
-beside it and renamed, so an interrupted run never leaves a truncated spectrogram. Files that cannot
-be decoded are listed at the end with their error while all others are done; the exit code is then 1
-(2 for bad arguments). A summary is written to DATA_PATH/step0_report.txt/.json.
+Resumable: an existing ID.npy is skipped; each file is written to a temporary '.ID.npy.partial-PID'
+beside it and renamed, so an interrupted run never leaves a truncated spectrogram (and the temporary
+files of killed runs are removed by the next). Files that cannot be decoded are listed at the end with
+their error while all others are done; the exit code is then 1 (2 for bad arguments, and for a full or
+read-only disk, which stops the run: finished spectrograms are kept). Files that decode far shorter than
+their header states (truncated downloads) are kept and listed as SHORT. Killing this process stops its
+workers too. A summary is written to DATA_PATH/step0_report.txt/.json.
 """
 import os
 import sys
 import warnings
-from multiprocessing import Pool
 
 import numpy as np
 from tqdm import tqdm
 
-from errors import exit_on_user_error
-from preprocess_utils import Report, atomic_save_npy, die, make_cli, spec_path
+from errors import UserError, exit_on_user_error
+from preprocess_utils import (Report, atomic_save_npy, die, make_cli, remove_stale_partials, require_output_dir,
+                              spec_path, worker_pool, write_error)
 
 AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg', '.mp3')
 MEL_PARAMS = {'sr': 22050, 'n_fft': 1024, 'hop_length': 512, 'n_mels': 128}
+SHORT_FRACTION = 0.9  # decoded audio below this share of the header's duration is reported
 
 
 def compute_mel(path_or_audio, sr=22050, n_fft=1024, hop_length=512, n_mels=128):
@@ -53,34 +57,83 @@ def compute_mel(path_or_audio, sr=22050, n_fft=1024, hop_length=512, n_mels=128)
 
 
 def describe_error(path, error):
-    """librosa's final error (audioread fallback) is often empty; soundfile's says what is wrong."""
+    """Why a file could not be decoded, in words. librosa's final error (from its audioread fallback) is often a
+    bare NoBackendError; soundfile's own reading error names the fault ("flac decoder lost sync")."""
     try:
         import soundfile
-        soundfile.info(path)
+        with soundfile.SoundFile(path) as f:
+            f.read(frames=1 << 22, dtype='float32')
     except Exception as decode_error:
-        return f'{type(decode_error).__name__}: {decode_error}'
-    return f'{type(error).__name__}: {error}' if str(error) else type(error).__name__
+        message = str(decode_error)
+        if 'does not exist' in message and os.path.isfile(path):  # libsndfile's words for "no audio in it"
+            return f'not a decodable {os.path.splitext(path)[1].lstrip(".").upper()} file: no audio found in it'
+        return f'{type(decode_error).__name__}: {message}'
+    return f'{type(error).__name__}: {error}' if str(error) else f'{type(error).__name__} (cannot be decoded)'
+
+
+def header_duration(path):
+    """Duration in seconds that the file's header states, or None when it states none."""
+    try:
+        import soundfile
+        info = soundfile.info(path)
+        return info.frames / info.samplerate if info.frames > 0 and info.samplerate > 0 else None
+    except Exception:
+        return None
+
+
+def shortfall(path, n_frames, sr, hop_length):
+    """A note when the decoded audio is far shorter than the header says (a truncated download), else None."""
+    stated, decoded = header_duration(path), (n_frames - 1) * hop_length / sr
+    if stated is not None and decoded < SHORT_FRACTION * stated and stated - decoded > hop_length / sr:
+        return f'decoded {decoded:.1f} s of the {stated:.1f} s its header states (truncated file?)'
+    return None
 
 
 def convert(job):
-    """Worker: one audio file -> one .npy. Returns (audio_path, error message or None)."""
+    """Worker: one audio file -> one .npy. Returns (audio_path, decoding error, write error, note)."""
     audio_path, out_path, mel_params, dtype = job
     try:
         mel = compute_mel(audio_path, **mel_params)
+    except Exception as error:
+        return audio_path, describe_error(audio_path, error), None, None
+    try:
         os.makedirs(os.path.dirname(out_path), exist_ok=True)
         atomic_save_npy(out_path, mel.astype(dtype))
-    except Exception as error:
-        return audio_path, describe_error(audio_path, error)
-    return audio_path, None
+    except OSError as error:
+        return audio_path, None, str(write_error(out_path, error)), None
+    except UserError as error:
+        return audio_path, None, str(error), None
+    return audio_path, None, None, shortfall(audio_path, mel.shape[1], mel_params.get('sr', MEL_PARAMS['sr']),
+                                             mel_params.get('hop_length', MEL_PARAMS['hop_length']))
 
 
-def run_jobs(jobs, workers):
-    """(path, error) per job, in completion order; in-process when one worker is enough."""
+def run_jobs(jobs, workers, notes=None):
+    """(path, error) per job, in completion order; in-process when one worker is enough. A failed write (full
+    or read-only disk) stops everything with one UserError; notes on finished files go to `notes` (a dict)."""
+    def outcomes(results):
+        for path, error, write_failure, note in results:
+            if write_failure:
+                raise UserError(write_failure)
+            if note and notes is not None:
+                notes[path] = note
+            yield path, error
+
     if workers == 1 or len(jobs) <= 1:
-        yield from map(convert, jobs)
+        yield from outcomes(map(convert, jobs))
         return
-    with Pool(min(workers, len(jobs))) as pool:  # leaving the block terminates the workers
-        yield from pool.imap_unordered(convert, jobs, chunksize=1)
+    with worker_pool(min(workers, len(jobs))) as pool:  # workers end with the block, and die with this process
+        yield from outcomes(pool.imap_unordered(convert, jobs, chunksize=1))
+
+
+def check_mel_settings(sr, n_fft, n_mels):
+    """Refuse settings whose FFT is too short for the mel bands: some bands would hold no frequency bin."""
+    import librosa
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        empty = int((librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels).max(axis=1) == 0).sum())
+    if empty:
+        die(f'--n_fft {n_fft} at --sr {sr} leaves {empty} of the {n_mels} mel bands empty (too few frequency '
+            f'bins); raise --n_fft (the default is {MEL_PARAMS["n_fft"]}) or lower --n_mels')
 
 
 def find_audio(audio_dir):
@@ -95,10 +148,13 @@ def run(audio_dir, data_path, workers=None, float16=False, **mel_params):
     if not os.path.isdir(audio_dir):
         die(f'AUDIO_DIR {audio_dir} is not a directory (pass the folder that holds the audio files)')
     mel_params = {**MEL_PARAMS, **mel_params}
+    check_mel_settings(mel_params['sr'], mel_params['n_fft'], mel_params['n_mels'])
     report = Report('step0')
     paths = find_audio(audio_dir)
     if not paths:
         die(f'no {"/".join(AUDIO_EXTENSIONS)} files under {audio_dir} (pass the folder that holds the audio)')
+    require_output_dir(data_path, 'DATA_PATH')
+    remove_stale_partials(os.path.join(data_path, 'spec'))  # left by a process killed mid-write
 
     jobs, failures, duplicates, done_before, seen = [], [], [], 0, set()
     dtype = np.float16 if float16 else np.float32
@@ -122,9 +178,9 @@ def run(audio_dir, data_path, workers=None, float16=False, **mel_params):
                found=len(paths), skipped_existing=done_before, to_compute=len(jobs),
                duplicate_ids=duplicates)
 
-    computed = 0
+    computed, short = 0, {}
     with tqdm(total=len(jobs), desc='mel spectrograms', unit='file') as progress:
-        for path, error in run_jobs(jobs, workers or os.cpu_count()):
+        for path, error in run_jobs(jobs, workers or os.cpu_count(), notes=short):
             if error:
                 failures.append((path, error))
             else:
@@ -136,9 +192,19 @@ def run(audio_dir, data_path, workers=None, float16=False, **mel_params):
                mel_params=mel_params, dtype=np.dtype(dtype).name)
     for path, error in failures:
         report.log(f'FAILED {path}: {error}')
-    os.makedirs(data_path, exist_ok=True)
+    report_short(report, short)
     report.save(data_path)
     return 1 if failures else 0
+
+
+def report_short(report, short):
+    """A loud warning, one line a file, for audio decoded far shorter than its header states."""
+    if short:
+        report.log(f'warning: {len(short)} file(s) decoded far shorter than their header states; their '
+                   'spectrograms cover only what decoded (re-download them, delete their .npy and rerun):',
+                   short={p: short[p] for p in sorted(short)})
+    for path in sorted(short):
+        report.log(f'SHORT {path}: {short[path]}')
 
 
 @exit_on_user_error

@@ -111,6 +111,10 @@ def read_factor_table(factors_path, index_path):
     if factors.ndim != 2 or len(factors) != len(index):
         die(f'{factors_path} has shape {factors.shape} but {index_path} lists {len(index)} ids; '
             'they must be a (n_items, dim) array and its n_items ids')
+    if not np.isfinite(factors).all():  # else they reach ix_to_cf.npy, and training refuses them only later
+        rows = np.flatnonzero(~np.isfinite(factors).all(axis=1))
+        die(f'{factors_path} holds NaN or infinite values in {len(rows)} row(s) (first: row {rows[0]}, track '
+            f'{index[rows[0]]}); recompute the factors')
     return factors, index
 
 

@@ -35,9 +35,13 @@ def test_grid_at_toy_size_writes_tables_and_figures(dataset, tmp_path):
     runs = client.search_runs([client.get_experiment_by_name('grid').experiment_id])
     assert sorted(r.info.run_name for r in runs) == ['balanced_weighted-s0', 'random-s0']
     assert all(0 <= r.data.metrics['test/map'] <= 1 for r in runs)
-    # a second call resumes: both runs are found finished and nothing is retrained
+    # a second call resumes: both runs are found finished and nothing is retrained, except the TEST of a run whose
+    # outputs are incomplete (a 0-byte scores.npy beside its summary.json, as a full disk once left)
+    scores = out / 'runs' / 'random' / 'seed0' / 'test' / 'scores.npy'
+    scores.write_bytes(b'')
     second = subprocess.run(command, capture_output=True, text=True)
-    assert second.returncode == 0 and second.stdout.count('done before') == 2
+    assert second.returncode == 0 and second.stdout.count('done before') == 1, second.stdout
+    assert scores.stat().st_size > 0
 
 
 def test_results_made_on_other_data_are_refused(dataset, tmp_path):

@@ -345,7 +345,9 @@ def test_step0_resumes_without_recomputing(audio_dir, tmp_path):
     os.utime(done, (1_000_000, 1_000_000))  # an old mtime: a recompute would change it
     expected = np.load(redo)
     os.remove(redo)
-    partial = Path(preprocess_utils.partial_path(str(redo), pid=2 ** 22 + 1))  # above pid_max: a dead process
+    finished = subprocess.Popen(['true'])
+    finished.wait()  # the pid of a process that is gone: the writer killed mid-write
+    partial = Path(preprocess_utils.partial_path(str(redo), pid=finished.pid))
     partial.write_bytes(b'interrupted write')
     step0_mel_spectrogram.main(['run', str(audio_dir), str(data_path), '--workers', '2'])
     assert os.path.getmtime(done) == 1_000_000
