@@ -22,18 +22,14 @@ from cli_args import HelpFormatter, usage_examples
 from errors import UserError
 
 SCORE_MIN = 50  # Last.fm tag score threshold of the original (keep score >= 50)
+SPLIT_BOUNDS = (0.7, 0.85)  # step 1's artist shuffle cut points: 70% train, 15% valid, 15% test
 SPLIT_FILES = ('train_ids.npy', 'valid_ids.npy', 'test_ids.npy')
 NPY_MAGIC = b'\x93NUMPY'
 
 
-def die(message):
-    """Stop with one clear line on stderr and exit code 2 (bad input), no traceback: see errors.py."""
-    raise UserError(message)
-
-
 def require_file(path, what, fix):
     if not os.path.isfile(path):
-        die(f'{path} not found ({what}); {fix}')
+        raise UserError(f'{path} not found ({what}); {fix}')
 
 
 def load_array(path, what, fix, **kwargs):
@@ -43,11 +39,11 @@ def load_array(path, what, fix, **kwargs):
         magic = f.read(len(NPY_MAGIC))
     if magic != NPY_MAGIC:  # else np.load takes any other bytes for a pickle and says so
         reason = 'an empty file' if not magic else 'no .npy header: not written by numpy.save'
-        die(f'{path} is not a readable .npy array ({reason}); {fix}')
+        raise UserError(f'{path} is not a readable .npy array ({reason}); {fix}')
     try:
         return np.load(path, **kwargs)
     except (OSError, ValueError, EOFError) as error:
-        die(f'{path} is not a readable .npy array ({error}); {fix}')
+        raise UserError(f'{path} is not a readable .npy array ({error}); {fix}')
 
 
 def refuse_non_finite(data, splits):
@@ -59,7 +55,7 @@ def refuse_non_finite(data, splits):
     for what, values in (('word vectors', data.tag_vectors), ('item factors', data.cf)):
         if values is not None and not np.isfinite(values).all():
             rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
-            die(f'{what} of {data.data_path} hold NaN or infinite values ({len(rows)} row(s), first: row '
+            raise UserError(f'{what} of {data.data_path} hold NaN or infinite values ({len(rows)} row(s), first: row '
                 f'{rows[0]}{", tag " + str(data.tags[rows[0]]) if what == "word vectors" else ""}); {fix_of[what]}')
     if data.input_type not in ('spec', 'hybrid'):
         return
@@ -70,13 +66,13 @@ def refuse_non_finite(data, splits):
                 continue
             fix = 'delete it and recompute it with step0_mel_spectrogram.py'
             if os.path.getsize(path) == 0:
-                die(f'{path} is empty (0 bytes); {fix}')
+                raise UserError(f'{path} is empty (0 bytes); {fix}')
             try:
                 spec = np.load(path, mmap_mode='r')
             except (OSError, ValueError, EOFError) as error:
-                die(f'{path} is not a readable .npy array ({error}); {fix}')
+                raise UserError(f'{path} is not a readable .npy array ({error}); {fix}')
             if not np.isfinite(spec).all():
-                die(f'{path} holds NaN or infinite values; {fix}')
+                raise UserError(f'{path} holds NaN or infinite values; {fix}')
 
 
 def make_cli(doc, prog=None):
@@ -310,7 +306,7 @@ def read_word2vec_vocab(path):
     """
     require_file(path, 'word2vec file', 'pass the right path with --google_path, or --vocab music|none in step 1')
     if path.endswith('.gz'):
-        die(f'{path} is compressed; gunzip it and pass the .bin file with --google_path')
+        raise UserError(f'{path} is compressed; gunzip it and pass the .bin file with --google_path')
     header = has_word2vec_header(path)
     if path.endswith('.txt'):
         with open(path, 'rb') as f:
@@ -319,7 +315,7 @@ def read_word2vec_vocab(path):
                 next(lines)
             return {line.split(b' ', 1)[0].decode('utf-8', 'replace') for line in lines if line.strip()}
     if not header:
-        die(f'{path} does not start with a word2vec header "COUNT DIM"; pass a word2vec binary with --google_path')
+        raise UserError(f'{path} does not start with a word2vec header "COUNT DIM"; pass a word2vec binary with --google_path')
     with open(path, 'rb') as f:
         count, dim = map(int, f.readline().split())
         start = f.tell()
@@ -331,7 +327,7 @@ def read_word2vec_vocab(path):
                 pos += 1
             space = data.find(b' ', pos)
             if space < 0:
-                die(f'{path} is truncated after {len(words)} of {count} words; re-download it')
+                raise UserError(f'{path} is truncated after {len(words)} of {count} words; re-download it')
             words.add(data[pos:space].decode('utf-8', 'replace'))
             pos = space + 1 + 4 * dim  # skip the float32 vector
     return words
@@ -352,18 +348,23 @@ def load_keyed_vectors(path, option):
         try:
             loaded = KeyedVectors.load(path, mmap='r')
         except Exception as error:
-            die(f'cannot load {path} as a gensim Word2Vec model or KeyedVectors ({error}); '
+            raise UserError(f'cannot load {path} as a gensim Word2Vec model or KeyedVectors ({error}); '
                 f'pass a gensim .model/.kv file or a word2vec .bin with {option}')
     return loaded.wv if hasattr(loaded, 'wv') else loaded
 
 
 # ---------------------------------------------------------------- worker processes
-def _die_with_parent(parent_pid):
-    """Pool initializer: the kernel sends SIGTERM to this worker when its parent dies (even by SIGKILL)."""
+def kill_me_when_parent_dies():
+    """In a child (Linux): the kernel sends it SIGKILL when its parent dies, even by SIGKILL; kept across exec."""
     if sys.platform.startswith('linux'):
         import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
+def die_with_parent(parent_pid):
+    """Pool initializer: be killed with the parent; exit now if it died before the call took effect."""
+    kill_me_when_parent_dies()
+    if os.getppid() != parent_pid:
         os._exit(1)
 
 
@@ -378,7 +379,7 @@ def worker_pool(workers):
     from multiprocessing import Pool
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
-    pool = Pool(workers, initializer=_die_with_parent, initargs=(os.getpid(),))
+    pool = Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),))
     try:
         yield pool
     finally:

@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 from errors import UserError
-from step0_mel_spectrogram import MEL_PARAMS, compute_mel
+from audio import MEL_PARAMS, compute_mel
 
 SAMPLE_RATE = MEL_PARAMS['sr']
 
@@ -44,7 +44,7 @@ def mel_of(audio, sr=None):
         try:
             return compute_mel(audio)
         except Exception as error:  # not audio, truncated, or no backend for the format
-            from step0_mel_spectrogram import describe_error
+            from audio import describe_error
             raise UserError(f'{audio} could not be decoded as audio ({describe_error(audio, error)}); pass a '
                             '.wav, .flac, .ogg or .mp3 file') from None
     import librosa

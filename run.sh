@@ -7,8 +7,9 @@
 # Environment: DATA_PATH, MODEL_SAVE_PATH, INPUT_TYPE (spec|cf|hybrid), W2V_TYPE (google|music), IS_SUBSET,
 # LOGGER (tensorboard|csv|mlflow|neptune|none), MLFLOW_URI, NEPTUNE_PROJECT, NEPTUNE_API_KEY,
 # EXTRA_ARGS (any other main.py flags, e.g. "--n_epochs 50 --devices 2").
-# On the demo without a GPU it uses a 2-core CPU budget (a CNN of base width 32 instead of 128, batch 64, 4 epochs
-# of 2,048 samples, lr 1e-3: about 5 minutes of training); with a GPU, or on your data, the original's settings.
+# On the demo without a GPU it uses a 2-core CPU budget (a CNN of base width 32 instead of 128, batch 64, 10 epochs
+# of 2,048 samples, lr 1e-3, and on CPUs with bf16 instructions bf16 autocast with channels-last tensors, about 3x
+# faster than float32); with a GPU, or on your data, the original's settings (float32).
 set -euo pipefail
 cd "$(dirname "$0")"
 bash setup.sh
@@ -23,11 +24,17 @@ if [ "$DATA_PATH" = "$DEMO" ]; then
 fi
 budget=()
 if [ "$DATA_PATH" = "$DEMO" ] && ! $PY -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
-  budget=(--n_channels 32 --batch_size 64 --epoch_size 2048 --n_epochs 4 --lr 1e-3)
+  budget=(--n_channels 32 --batch_size 64 --epoch_size 2048 --n_epochs 10 --lr 1e-3)
+  if grep -qE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null; then
+    budget+=(--precision bf16-mixed --channels_last True)
+  fi
 fi
 neptune=()
 [ -n "${NEPTUNE_PROJECT:-}" ] && neptune+=(--neptune_project "$NEPTUNE_PROJECT")
-[ -n "${NEPTUNE_API_KEY:-}" ] && neptune+=(--neptune_api_key "$NEPTUNE_API_KEY")
+if [ -n "${NEPTUNE_API_KEY:-}" ]; then  # through the environment, not the command line (where ps would show it)
+  export NEPTUNE_API_TOKEN="${NEPTUNE_API_TOKEN:-$NEPTUNE_API_KEY}"
+  neptune+=(--logger neptune)
+fi
 tracking=()
 [ -n "${LOGGER:-}" ] && tracking+=(--logger "$LOGGER")
 [ -n "${MLFLOW_URI:-}" ] && tracking+=(--mlflow_uri "$MLFLOW_URI")

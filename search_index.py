@@ -147,7 +147,7 @@ def audio_catalogue(audio_dir, index_path, workers):
     are reported and left out; a full disk stops the build."""
     from tqdm import tqdm
 
-    from step0_mel_spectrogram import AUDIO_EXTENSIONS, find_audio, run_jobs
+    from audio import AUDIO_EXTENSIONS, find_audio, run_jobs
     if not os.path.isdir(audio_dir):
         raise UserError(f'--audio_dir {audio_dir} is not a directory; pass the folder that holds the audio files')
     files = find_audio(audio_dir)

@@ -33,7 +33,7 @@ class AudioFiles:
     folders given (serve --audio_dir, DATA/audio of the index's dataset)."""
 
     def __init__(self, index, audio_dir=None):
-        from step0_mel_spectrogram import find_audio
+        from audio import find_audio
         searcher = index.searcher
         self.files = {}
         if searcher.paths is not None:

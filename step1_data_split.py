@@ -36,15 +36,15 @@ from scipy import sparse
 
 from errors import exit_on_user_error
 from cli_args import BOOL, str2bool
-from preprocess_utils import (SCORE_MIN, Report, add_vector_path_arguments, atomic_pickle, atomic_save_npy,
-                              atomic_write_bytes, default_google_path, default_music_path, die,
+from errors import UserError
+from preprocess_utils import (SCORE_MIN, SPLIT_BOUNDS, Report, add_vector_path_arguments, atomic_pickle,
+                              atomic_save_npy, atomic_write_bytes, default_google_path, default_music_path,
                               existing_spec_ids, load_keyed_vectors, make_cli, read_word2vec_vocab,
                               require_file, vocab_key)
 from safe_pickle import load_pickle
 
 COLUMNS = ['song_id', 'original_tag', 'cleaned_tag', 'tag_category', 'score']
 SPLITS = ('train', 'valid', 'test')
-SPLIT_BOUNDS = (0.7, 0.85)  # artist shuffle cut points: 70% train, 15% valid, 15% test
 UNKNOWN_ARTIST = 'unknown'  # the release's artist id of tracks without one; the original dropped them
 
 
@@ -54,18 +54,18 @@ def read_track_tags(path):
         df = pd.read_csv(path, sep='\t', header=None, dtype=str, quoting=csv.QUOTE_NONE,
                          keep_default_na=False)  # tags such as 'null' or 'nan' stay strings
     except pd.errors.EmptyDataError:
-        die(f'{path} is empty (expected lines: song_id, original_tag, cleaned_tag, tag_category, score)')
+        raise UserError(f'{path} is empty (expected lines: song_id, original_tag, cleaned_tag, tag_category, score)')
     except pd.errors.ParserError as error:
-        die(f'{path} is not a 5-column tab-separated file ({error}); fix or re-extract msd500.tar.gz')
+        raise UserError(f'{path} is not a 5-column tab-separated file ({error}); fix or re-extract msd500.tar.gz')
     if df.shape[1] != len(COLUMNS):
-        die(f'{path} has {df.shape[1]} columns, expected {len(COLUMNS)} ({", ".join(COLUMNS)}) '
+        raise UserError(f'{path} has {df.shape[1]} columns, expected {len(COLUMNS)} ({", ".join(COLUMNS)}) '
             'separated by tabs, no header')
     df.columns = COLUMNS
     score = pd.to_numeric(df.score, errors='coerce')
     bad = score.isna() | (score < 0) | (score > 100)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        die(f'{path} line {row + 1}: score {df.score.iloc[row]!r} is not a number in 0-100 '
+        raise UserError(f'{path} line {row + 1}: score {df.score.iloc[row]!r} is not a number in 0-100 '
             f'({int(bad.sum())} such lines); fix the 5th column')
     df['score'] = score
     df['cleaned_tag'] = df.cleaned_tag.str.strip().str.lower()
@@ -79,7 +79,7 @@ def read_song_to_artist(data_path):
     mapping = load_pickle(path, 'a pickled dict track id -> artist id',
                           f'put the release\'s song_to_artist.pkl at {candidates[0]} or {candidates[1]}')
     if not isinstance(mapping, dict):
-        die(f'{path} holds a {type(mapping).__name__}, expected a dict track id -> artist id')
+        raise UserError(f'{path} holds a {type(mapping).__name__}, expected a dict track id -> artist id')
     return pd.Series(mapping, dtype=object)
 
 
@@ -137,7 +137,7 @@ def filtered_annotations(data_path, vocab, google_path, music_path, multiword_un
     df = read_track_tags(os.path.join(data_path, 'msd500', 'track_tags.tsv'))
     song_to_artist = read_song_to_artist(data_path)
     if not os.path.isdir(os.path.join(data_path, 'spec')):
-        die(f'{os.path.join(data_path, "spec")} not found; compute spectrograms with step0_mel_spectrogram.py')
+        raise UserError(f'{os.path.join(data_path, "spec")} not found; compute spectrograms with step0_mel_spectrogram.py')
     log('all annotations', df)
     categories = df[['cleaned_tag', 'tag_category']]
 
@@ -178,7 +178,7 @@ def top_tags(df, top_n_tags, count_by, log):
     counts = (df if count_by == 'rows' else pairs).cleaned_tag.value_counts()
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     if not ranked:
-        die('no annotation survives the filters above (see the counts); check the inputs they name')
+        raise UserError('no annotation survives the filters above (see the counts); check the inputs they name')
     if len(ranked) < top_n_tags:
         log.report.log(f'  warning: only {len(ranked)} tags left, fewer than TOP_N_TAGS={top_n_tags}')
     tags = sorted(tag for tag, _ in ranked[:top_n_tags])
@@ -190,9 +190,9 @@ def top_tags(df, top_n_tags, count_by, log):
 def run(data_path, top_n_tags, threshold, seed=0, max_tries=1000, vocab='google', google_path=None,
         music_path=None, prefix='', count_by='rows', multiword_underscore=False):
     if top_n_tags < 1:
-        die(f'TOP_N_TAGS must be a positive integer, got {top_n_tags}')
+        raise UserError(f'TOP_N_TAGS must be a positive integer, got {top_n_tags}')
     if threshold < 0 or max_tries < 1:
-        die(f'THRESHOLD must be >= 0 and --max_tries >= 1, got {threshold} and {max_tries}')
+        raise UserError(f'THRESHOLD must be >= 0 and --max_tries >= 1, got {threshold} and {max_tries}')
     report = Report('step1')
     report.log(f'step 1: TOP_N_TAGS={top_n_tags} THRESHOLD={threshold} seed={seed} vocab={vocab} '
                f'multiword_underscore={multiword_underscore} count_by={count_by}', top_n_tags=top_n_tags,
@@ -212,7 +212,7 @@ def run(data_path, top_n_tags, threshold, seed=0, max_tries=1000, vocab='google'
     artist_of_song = pairs.drop_duplicates('song_id').set_index('song_id').artist.reindex(songs)
     artist_codes, artists = pd.factorize(artist_of_song, sort=True)
     if not 0 < int(len(artists) * SPLIT_BOUNDS[0]) < int(len(artists) * SPLIT_BOUNDS[1]) < len(artists):
-        die(f'only {len(artists)} artists remain; a 70/15/15 artist split needs at least 4 '
+        raise UserError(f'only {len(artists)} artists remain; a 70/15/15 artist split needs at least 4 '
             '(see the counts above for what the filters dropped)')
     artist_by_song = sparse.csr_matrix((np.ones(len(songs)), (artist_codes, np.arange(len(songs)))),
                                        shape=(len(artists), len(songs)))
@@ -220,12 +220,12 @@ def run(data_path, top_n_tags, threshold, seed=0, max_tries=1000, vocab='google'
     totals = artist_tag_counts.sum(axis=0)
     if totals.min() < 3 * threshold:  # no shuffle can give three splits >= threshold
         worst = int(totals.argmin())
-        die(f"tag '{tags[worst]}' has only {totals[worst]} songs in all, fewer than 3 x THRESHOLD="
+        raise UserError(f"tag '{tags[worst]}' has only {totals[worst]} songs in all, fewer than 3 x THRESHOLD="
             f'{3 * threshold} (short by {3 * threshold - totals[worst]}); lower THRESHOLD or TOP_N_TAGS')
     artist_split, outcome = split_artists(artist_tag_counts, threshold, seed, max_tries)
     if artist_split is None:
         split_k, tag_k = np.unravel_index(outcome.argmin(), outcome.shape)
-        die(f"tag '{tags[tag_k]}' has only {outcome[split_k, tag_k]} songs in the {SPLITS[split_k]} split, "
+        raise UserError(f"tag '{tags[tag_k]}' has only {outcome[split_k, tag_k]} songs in the {SPLITS[split_k]} split, "
             f'short by {threshold - outcome[split_k, tag_k]} of THRESHOLD={threshold}, in the best of '
             f'{max_tries} artist shuffles (seed {seed}); lower THRESHOLD or TOP_N_TAGS, or raise --max_tries')
     song_split = artist_split[artist_codes]

@@ -28,8 +28,9 @@ import sys
 import numpy as np
 
 from errors import exit_on_user_error
+from errors import UserError
 from preprocess_utils import (Report, add_vector_path_arguments, atomic_pickle, atomic_write_bytes,
-                              default_google_path, default_music_path, die, load_array, load_keyed_vectors,
+                              default_google_path, default_music_path, load_array, load_keyed_vectors,
                               make_cli, vocab_key)
 
 GENSIM_GOOGLE_NAME = 'word2vec-google-news-300'
@@ -52,12 +53,12 @@ def download_google_vectors():
         try:
             socket.create_connection(('github.com', 443), timeout=5).close()
         except OSError as error:
-            die(f'--download needs the internet and github.com is unreachable ({error}); '
+            raise UserError(f'--download needs the internet and github.com is unreachable ({error}); '
                 'download GoogleNews-vectors-negative300.bin elsewhere and pass --google_path')
     try:
         return api.load(GENSIM_GOOGLE_NAME)
     except Exception as error:
-        die(f'gensim could not download {GENSIM_GOOGLE_NAME} ({error}); pass a local file with --google_path')
+        raise UserError(f'gensim could not download {GENSIM_GOOGLE_NAME} ({error}); pass a local file with --google_path')
 
 
 def tag_vectors(tags, vectors):
@@ -103,7 +104,7 @@ def run(data_path, google_path=None, music_path=None, download=False, tags_files
     elif download:
         google = download_google_vectors()
     else:
-        die(f'Google News vectors not found at {google_path} (pass --google_path, or --download '
+        raise UserError(f'Google News vectors not found at {google_path} (pass --google_path, or --download '
             'to fetch them with gensim, which needs the internet)')
     music = load_keyed_vectors(music_path or default_music_path(data_path), '--music_path')
     embeddings = {'google': google, 'music': music}
@@ -115,7 +116,7 @@ def run(data_path, google_path=None, music_path=None, download=False, tags_files
                    f'{len(tables[name])} tags found, {len(missing[name])} missing',
                    **{f'{name}_dim': vectors.vector_size, f'{name}_missing': missing[name]})
     if any(missing.values()):
-        die('tags without a word vector: ' + '; '.join(f'{name}: {", ".join(tags)}'
+        raise UserError('tags without a word vector: ' + '; '.join(f'{name}: {", ".join(tags)}'
                                                        for name, tags in missing.items() if tags)
             + ' (rerun step1_data_split.py with --vocab both, which keeps only tags that have both vectors)')
 

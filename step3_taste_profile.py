@@ -32,7 +32,8 @@ import pandas as pd
 from scipy import sparse
 
 from errors import exit_on_user_error
-from preprocess_utils import (SPLIT_FILES, Report, atomic_save_npy, atomic_write_bytes, die, load_array,
+from errors import UserError
+from preprocess_utils import (SPLIT_FILES, Report, atomic_save_npy, atomic_write_bytes, load_array,
                               make_cli, require_file)
 
 
@@ -47,14 +48,14 @@ def read_song_rows(data_path, prefix):
         ix = pd.to_numeric(parts[0], errors='coerce')
         if ix.isna().any() or parts[1].isna().any():
             bad = ids[ix.isna() | parts[1].isna()].iloc[0]
-            die(f'{path} holds {bad!r}, expected "IX//TRACK_ID"; rerun step1_data_split.py')
+            raise UserError(f'{path} holds {bad!r}, expected "IX//TRACK_ID"; rerun step1_data_split.py')
         frames.append(pd.DataFrame({'ix': ix.astype(np.int64), 'track_id': parts[1]}))
     rows = pd.concat(frames).sort_values('ix')
     binaries_path = os.path.join(data_path, prefix + 'binaries.npy')
     n_songs = len(load_array(binaries_path, 'binaries', 'rerun step1_data_split.py', mmap_mode='r')
                   if os.path.isfile(binaries_path) else rows)
     if not np.array_equal(rows.ix.to_numpy(), np.arange(n_songs)):
-        die(f'the IX of {prefix}train/valid/test_ids.npy are not each row 0..{n_songs - 1} of '
+        raise UserError(f'the IX of {prefix}train/valid/test_ids.npy are not each row 0..{n_songs - 1} of '
             f'{prefix}binaries.npy exactly once; rerun step1_data_split.py')
     return rows.track_id.to_numpy()
 
@@ -65,17 +66,17 @@ def read_taste_profile(path):
         plays = pd.read_csv(path, sep='\t', header=None, dtype=str, quoting=csv.QUOTE_NONE,
                             keep_default_na=False)
     except pd.errors.EmptyDataError:
-        die(f'{path} is empty (expected "user<TAB>item<TAB>play_count" lines)')
+        raise UserError(f'{path} is empty (expected "user<TAB>item<TAB>play_count" lines)')
     except pd.errors.ParserError as error:
-        die(f'{path} is not a 3-column tab-separated file ({error})')
+        raise UserError(f'{path} is not a 3-column tab-separated file ({error})')
     if plays.shape[1] != 3:
-        die(f'{path} has {plays.shape[1]} columns, expected 3: user<TAB>item<TAB>play_count')
+        raise UserError(f'{path} has {plays.shape[1]} columns, expected 3: user<TAB>item<TAB>play_count')
     plays.columns = ['user', 'item', 'plays']
     count = pd.to_numeric(plays.plays, errors='coerce')
     bad = count.isna() | (count <= 0)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        die(f'{path} line {row + 1}: play count {plays.plays.iloc[row]!r} is not a positive number; '
+        raise UserError(f'{path} line {row + 1}: play count {plays.plays.iloc[row]!r} is not a positive number; '
             'fix the 3rd column')
     plays['plays'] = count.astype(np.float64)
     return plays
@@ -107,13 +108,13 @@ def read_factor_table(factors_path, index_path):
         index = pd.read_csv(index_path, sep='\t', header=None, usecols=[0], dtype=str,
                             quoting=csv.QUOTE_NONE, keep_default_na=False)[0].to_numpy()
     except pd.errors.EmptyDataError:
-        die(f'{index_path} is empty (expected one track id per line)')
+        raise UserError(f'{index_path} is empty (expected one track id per line)')
     if factors.ndim != 2 or len(factors) != len(index):
-        die(f'{factors_path} has shape {factors.shape} but {index_path} lists {len(index)} ids; '
+        raise UserError(f'{factors_path} has shape {factors.shape} but {index_path} lists {len(index)} ids; '
             'they must be a (n_items, dim) array and its n_items ids')
     if not np.isfinite(factors).all():  # else they reach ix_to_cf.npy, and training refuses them only later
         rows = np.flatnonzero(~np.isfinite(factors).all(axis=1))
-        die(f'{factors_path} holds NaN or infinite values in {len(rows)} row(s) (first: row {rows[0]}, track '
+        raise UserError(f'{factors_path} holds NaN or infinite values in {len(rows)} row(s) (first: row {rows[0]}, track '
             f'{index[rows[0]]}); recompute the factors')
     return factors, index
 
@@ -160,7 +161,7 @@ def run(data_path, factors_path=None, index_path=None, allow_missing=False, pref
         report_file = report.save(data_path, prefix)
         hint = (f'; no id matches at all: the index holds ids like {index[0]!r}, the songs are track ids like '
                 f'{track_ids[0]!r}' if len(missing) == len(track_ids) and len(index) else '')
-        die(f'{len(missing)} of {len(track_ids)} songs have no item factor in {index_path} '
+        raise UserError(f'{len(missing)} of {len(track_ids)} songs have no item factor in {index_path} '
             f'(e.g. {", ".join(missing[:5])}; all listed in {report_file}{hint}); '
             'pass --allow_missing to give them zero rows')
 
@@ -195,7 +196,7 @@ def main(argv=None):
     als.add_argument('--num_threads', type=int, default=2, help="implicit's threads (0: all cores)")
     args = parser.parse_args(argv)
     if args.factors < 1 or args.iterations < 1 or args.num_threads < 0 or args.regularization < 0 or args.alpha < 0:
-        die('--factors and --iterations must be >= 1; --num_threads, --regularization and --alpha >= 0')
+        raise UserError('--factors and --iterations must be >= 1; --num_threads, --regularization and --alpha >= 0')
     return run(args.data_path, factors_path=args.factors_path, index_path=args.index_path,
                allow_missing=args.allow_missing, prefix=args.prefix, taste_profile=args.taste_profile,
                factors=args.factors, iterations=args.iterations, regularization=args.regularization,

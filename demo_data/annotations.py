@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 
 from demo_data.corpus import msd_id, stable_int
+from preprocess_utils import SPLIT_BOUNDS
 
 CATEGORIES = ('location', 'genre', 'era', 'theme', 'instrument', 'mood')
 FAST_BPM, SLOW_BPM = 110, 75  # beats per minute of the rendered tempo -> 'fast' / 'slow'
@@ -39,7 +40,6 @@ def curate_tags(songs, min_songs, threshold, seed, trials=1000, min_joint=0.01):
         for tag in {t for _, _, t in song['tags']}:
             counts[artist_ix[song['artist']], tag_ix[tag]] += 1
     rng = np.random.default_rng(stable_int('curate', seed))
-    from step1_data_split import SPLIT_BOUNDS  # step 1's cut points (imported here: it brings pandas)
     starts = [0] + [int(len(artists) * bound) for bound in SPLIT_BOUNDS]
     fits = np.array([np.add.reduceat(counts[rng.permutation(len(artists))], starts, axis=0).min(axis=0) >= threshold
                      for _ in range(trials)])  # (trials, tags): this shuffle gives the tag enough songs per split

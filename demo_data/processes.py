@@ -5,37 +5,13 @@ steps run in process groups of their own (their own worker pools included), watc
 that kills those groups as soon as the build process is gone, however it ended.
 """
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
 import sys
-from multiprocessing import get_context
 
 from errors import UserError
-
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def kill_me_when_parent_dies():
-    """In a child (Linux): the kernel sends it SIGKILL when its parent dies; kept across exec."""
-    if sys.platform.startswith('linux'):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def die_with_parent(parent_pid):
-    """In a child: be killed when the parent dies; exit now if it already has (it died before the call)."""
-    kill_me_when_parent_dies()
-    if os.getppid() != parent_pid:
-        os._exit(1)
-
-
-@contextlib.contextmanager
-def worker_pool(workers):
-    """A fork pool whose workers die with this process; leaving the block terminates them."""
-    with get_context('fork').Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
-        yield pool
-
+from preprocess_utils import kill_me_when_parent_dies
 
 class Guardian:
     """A watcher process, in a session of its own, that reads 'start PGID' / 'end PGID' lines from the

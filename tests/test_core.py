@@ -3,7 +3,6 @@ original checkpoints, resume, one vs two processes, and bad inputs."""
 import json
 import os
 import pickle
-import shutil
 
 import numpy as np
 import pytest

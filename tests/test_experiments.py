@@ -49,7 +49,8 @@ def test_results_made_on_other_data_are_refused(dataset, tmp_path):
     shutil.copytree(dataset['root'], data)
     out = tmp_path / 'results'
     command = [sys.executable, os.path.join(ROOT, 'experiments.py'), '--data_path', str(data), '--out', str(out),
-               '--configs', 'cultural', '--seeds', '0', '--extra', TOY]
+               '--configs', 'cultural', '--seeds', '0', '--extra', TOY,
+               '--mlflow_uri', f'sqlite:///{tmp_path}/mlruns.db']
     assert subprocess.run(command, capture_output=True, text=True).returncode == 0
     assert 'spec/ (96 files)' in (out / 'data_checksums.json').read_text()
     cf = np.load(data / 'ix_to_cf.npy')

@@ -19,6 +19,7 @@ from preprocess_fixtures import (CF_DIM, GOOGLE_WORDS, MUSIC_WORDS, N_ARTISTS, R
 from synthetic_data import write_code_running_pickle  # noqa: E402
 
 import preprocess_utils  # noqa: E402
+import audio  # noqa: E402
 import step0_mel_spectrogram  # noqa: E402
 import step1_data_split  # noqa: E402
 import step2_word_embedding  # noqa: E402
@@ -326,9 +327,9 @@ def test_step0_spectrograms_match_librosa_and_report_failures(audio_dir, tmp_pat
     files = spec_files(data_path)
     assert [f.name for f in files] == ['TRAAAAW128F429D538.npy', 'TRBBBBB12345678901.npy', 'TRCCCCC12345678901.npy']
     assert files[0] == data_path / 'spec' / 'A' / 'A' / 'A' / 'TRAAAAW128F429D538.npy'
-    for file, audio in zip(files, sorted(p for p in audio_dir.rglob('TR*') if 'DDD' not in p.name)):
+    for file, audio_file in zip(files, sorted(p for p in audio_dir.rglob('TR*') if 'DDD' not in p.name)):
         mel = np.load(file)
-        expected, n_samples = direct_librosa(audio)
+        expected, n_samples = direct_librosa(audio_file)
         assert mel.dtype == np.float32 and mel.shape == (128, 1 + n_samples // 512)
         np.testing.assert_allclose(mel, expected, atol=1e-5)
     out = capsys.readouterr().out
@@ -361,7 +362,7 @@ def test_step0_float16_and_compute_mel_on_arrays(audio_dir, tmp_path):
     step0_mel_spectrogram.main(['run', str(audio_dir), str(data_path), '--workers', '1', '--float16'])
     assert all(np.load(f).dtype == np.float16 for f in spec_files(data_path))
     wave = np.sin(np.linspace(0, 2000, 22050)).astype(np.float32)
-    mel = step0_mel_spectrogram.compute_mel(wave)
+    mel = audio.compute_mel(wave)
     assert mel.shape == (128, 1 + 22050 // 512) and mel.dtype == np.float32
 
 

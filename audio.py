@@ -1,0 +1,125 @@
+"""Audio -> log-mel spectrograms exactly as step 0 computes them, shared by step 0, the search index and the
+Python API: decoding, the mel computation, per-file error descriptions, and a pool of converters.
+
+    from audio import compute_mel, MEL_PARAMS
+    mel = compute_mel('song.mp3')                # (128, T) float32, T = 1 + n_samples // 512
+
+The computation: y = librosa.load(path, sr=22050, mono=True); S = melspectrogram(y, n_fft=1024, hop_length=512,
+window='hann', n_mels=128); X = 10 * log10(max(S, 1e-10)) (step0_mel_spectrogram.py's docstring says why).
+"""
+import os
+import warnings
+
+import numpy as np
+
+from errors import UserError
+from preprocess_utils import atomic_save_npy, worker_pool, write_error
+
+AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg', '.mp3')
+MEL_PARAMS = {'sr': 22050, 'n_fft': 1024, 'hop_length': 512, 'n_mels': 128}
+SHORT_FRACTION = 0.9  # decoded audio below this share of the header's duration is reported
+
+
+def compute_mel(path_or_audio, sr=22050, n_fft=1024, hop_length=512, n_mels=128):
+    """Log-mel spectrogram (n_mels, T) float32 of an audio file, or of a mono waveform already at `sr`."""
+    import librosa  # lazy: librosa's import is slow and only the workers need it
+
+    if isinstance(path_or_audio, (str, os.PathLike)):
+        with warnings.catch_warnings():  # librosa warns before its audioread fallback; errors are reported
+            warnings.simplefilter('ignore')
+            audio, _ = librosa.load(path_or_audio, sr=sr, mono=True)
+    else:
+        audio = np.asarray(path_or_audio, dtype=np.float32)
+    if audio.size == 0:
+        raise ValueError('no audio samples')
+    power = librosa.feature.melspectrogram(y=audio, sr=sr, n_fft=n_fft, hop_length=hop_length,
+                                           window='hann', n_mels=n_mels)
+    return librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None).astype(np.float32)
+
+
+def describe_error(path, error):
+    """Why a file could not be decoded, in words. librosa's final error (from its audioread fallback) is often a
+    bare NoBackendError; soundfile's own reading error names the fault ("flac decoder lost sync")."""
+    try:
+        import soundfile
+        with soundfile.SoundFile(path) as f:
+            f.read(frames=1 << 22, dtype='float32')
+    except Exception as decode_error:
+        message = str(decode_error)
+        if 'does not exist' in message and os.path.isfile(path):  # libsndfile's words for "no audio in it"
+            return f'not a decodable {os.path.splitext(path)[1].lstrip(".").upper()} file: no audio found in it'
+        return f'{type(decode_error).__name__}: {message}'
+    return f'{type(error).__name__}: {error}' if str(error) else f'{type(error).__name__} (cannot be decoded)'
+
+
+def header_duration(path):
+    """Duration in seconds that the file's header states, or None when it states none."""
+    try:
+        import soundfile
+        info = soundfile.info(path)
+        return info.frames / info.samplerate if info.frames > 0 and info.samplerate > 0 else None
+    except Exception:
+        return None
+
+
+def shortfall(path, n_frames, sr, hop_length):
+    """A note when the decoded audio is far shorter than the header says (a truncated download), else None."""
+    stated, decoded = header_duration(path), (n_frames - 1) * hop_length / sr
+    if stated is not None and decoded < SHORT_FRACTION * stated and stated - decoded > hop_length / sr:
+        return f'decoded {decoded:.1f} s of the {stated:.1f} s its header states (truncated file?)'
+    return None
+
+
+def convert(job):
+    """Worker: one audio file -> one .npy. Returns (audio_path, decoding error, write error, note)."""
+    audio_path, out_path, mel_params, dtype = job
+    try:
+        mel = compute_mel(audio_path, **mel_params)
+    except Exception as error:
+        return audio_path, describe_error(audio_path, error), None, None
+    try:
+        os.makedirs(os.path.dirname(out_path), exist_ok=True)
+        atomic_save_npy(out_path, mel.astype(dtype))
+    except OSError as error:
+        return audio_path, None, str(write_error(out_path, error)), None
+    except UserError as error:
+        return audio_path, None, str(error), None
+    return audio_path, None, None, shortfall(audio_path, mel.shape[1], mel_params.get('sr', MEL_PARAMS['sr']),
+                                             mel_params.get('hop_length', MEL_PARAMS['hop_length']))
+
+
+def run_jobs(jobs, workers, notes=None):
+    """(path, error) per job, in completion order; in-process when one worker is enough. A failed write (full
+    or read-only disk) stops everything with one UserError; notes on finished files go to `notes` (a dict)."""
+    def outcomes(results):
+        for path, error, write_failure, note in results:
+            if write_failure:
+                raise UserError(write_failure)
+            if note and notes is not None:
+                notes[path] = note
+            yield path, error
+
+    if workers == 1 or len(jobs) <= 1:
+        yield from outcomes(map(convert, jobs))
+        return
+    with worker_pool(min(workers, len(jobs))) as pool:  # workers end with the block, and die with this process
+        yield from outcomes(pool.imap_unordered(convert, jobs, chunksize=1))
+
+
+def check_mel_settings(sr, n_fft, n_mels):
+    """Refuse settings whose FFT is too short for the mel bands: some bands would hold no frequency bin."""
+    import librosa
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        empty = int((librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels).max(axis=1) == 0).sum())
+    if empty:
+        raise UserError(f'--n_fft {n_fft} at --sr {sr} leaves {empty} of the {n_mels} mel bands empty (too few frequency '
+            f'bins); raise --n_fft (the default is {MEL_PARAMS["n_fft"]}) or lower --n_mels')
+
+
+def find_audio(audio_dir):
+    paths = []
+    for directory, _, files in os.walk(audio_dir):
+        paths.extend(os.path.join(directory, f) for f in files
+                     if f.lower().endswith(AUDIO_EXTENSIONS) and not f.startswith('.'))
+    return sorted(paths)
