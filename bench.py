@@ -26,6 +26,7 @@ import torch
 from sklearn import metrics as skm
 
 import bench_train
+from cli_args import HelpFormatter
 from data_loader import crop, open_spec
 from metrics import retrieval_metrics
 from solver import sample_negatives
@@ -141,7 +142,7 @@ BENCHES = {'negatives': lambda args: bench_negatives(), 'metrics': lambda args: 
 
 if __name__ == '__main__':
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument('--only', nargs='*', default=list(BENCHES),
                         help=f'any of {",".join(BENCHES)}, space- or comma-separated')
     parser.add_argument('--data_path', default=None, help='e2e/loader: a dataset (default: a synthetic one)')

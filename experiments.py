@@ -35,6 +35,7 @@ import time
 import numpy as np
 
 import tracking
+from cli_args import HelpFormatter, non_negative_int, usage_examples
 from errors import UserError, exit_on_user_error
 from report import make_report
 
@@ -107,7 +108,7 @@ def _call(command, log):
         f.flush()
         code = subprocess.call(command, stdout=f, stderr=subprocess.STDOUT)
     if code:
-        sys.exit(f'error: {shlex.join(command[1:4])}... failed with exit code {code}; see {log}')
+        raise UserError(f'{shlex.join(command[1:4])}... failed with exit code {code}; see {log}')
 
 
 # ------------------------------------------------------------------------------------------------ provenance
@@ -196,12 +197,14 @@ def git_commit():
 
 @exit_on_user_error
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--data_path', default=os.path.join(HERE, 'data', 'demo'))
-    parser.add_argument('--out', default=os.path.join(HERE, 'results'))
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4])
-    parser.add_argument('--configs', nargs='+', choices=list(CONFIGS), default=list(CONFIGS))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=usage_examples(__doc__),
+                                     formatter_class=HelpFormatter)
+    parser.add_argument('--data_path', default=os.path.join(HERE, 'data', 'demo'), help='dataset of every run')
+    parser.add_argument('--out', default=os.path.join(HERE, 'results'), help='tables, figures and runs/ go here')
+    parser.add_argument('--seeds', type=non_negative_int, nargs='+', default=[0, 1, 2, 3, 4],
+                        help='seeds of every configuration')
+    parser.add_argument('--configs', nargs='+', choices=list(CONFIGS), default=list(CONFIGS),
+                        help='configurations to run')
     parser.add_argument('--full', action='store_true', help="the original's settings instead of the CPU budget")
     parser.add_argument('--extra', default='', help='more main.py flags for every run, e.g. "--max_steps 2"')
     parser.add_argument('--mlflow_uri', default=None,
@@ -214,7 +217,7 @@ def main():
     args.budget = [] if args.full else CPU_BUDGET
     args.train_only = [] if args.full else CPU_TRAIN_ONLY
     if not os.path.isfile(os.path.join(args.data_path, 'tags.npy')):
-        sys.exit(f'error: no dataset at {args.data_path}; build it with `python make_demo_data.py` or pass --data_path')
+        raise UserError(f'no dataset at {args.data_path}; build it with `python make_demo_data.py` or pass --data_path')
     os.makedirs(args.out, exist_ok=True)
     start = time.time()
     checksums = {} if args.report_only else check_same_data(args.out, args.data_path, args.allow_other_data)

@@ -45,7 +45,7 @@ import json
 import os
 import sys
 
-from cli_args import non_negative_int, positive_int, str2bool
+from cli_args import BOOL, HelpFormatter, non_negative_int, positive_int, str2bool
 from errors import UserError, exit_on_user_error
 
 
@@ -164,7 +164,7 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     commands = parser.add_subparsers(dest='command', required=True)
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
 
     index = commands.add_parser('index', help='embed the songs once and save the index', formatter_class=fmt)
     index.add_argument('--model_load_path', required=True, help='trained checkpoint (.ckpt), ours or the original\'s')
@@ -187,7 +187,7 @@ def build_parser():
     index.add_argument('--input_length', type=positive_int, default=173, help='frames per chunk, as main.py TEST')
     index.add_argument('--w2v_type', default=None, choices=['google', 'music'], help='default: the checkpoint\'s')
     index.add_argument('--w2v_path', default=None, help='full word vectors recorded for queries (see query)')
-    index.add_argument('--is_subset', type=str2bool, default=None, help='default: the checkpoint\'s')
+    index.add_argument('--is_subset', type=str2bool, default=None, metavar=BOOL, help='default: the checkpoint\'s')
     index.add_argument('--num_workers', type=non_negative_int, default=0, help='DataLoader workers (and mel processes)')
     index.add_argument('--force', action='store_true', help='re-embed even if the embeddings are up to date')
 

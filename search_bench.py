@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from cli_args import HelpFormatter
 from search_index import build_faiss_index, set_search_params
 
 
@@ -137,7 +138,7 @@ def bench_query_latency(n_songs=1_000_000, dim=256, nlist=4096, nprobes=(16, 32)
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument('--n_songs', type=int, default=1_000_000)
     parser.add_argument('--dim', type=int, default=256)
     parser.add_argument('--nlist', type=int, default=4096, help='0: no IVF')

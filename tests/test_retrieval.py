@@ -15,7 +15,7 @@ from preprocess_utils import spec_path
 from retrieval import Index, Model
 from search_fixtures import ckpt, index, test_index, words  # noqa: F401 (pytest fixtures)
 from search_query import Searcher
-from step0_mel_spectrogram import compute_mel
+from audio import compute_mel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
