@@ -124,12 +124,15 @@ def prepare(config, splits, checkpoint_path):
     from checkpoint import check_fits, read_checkpoint
     from data_loader import TagRetrievalDataModule, choose_zeroshot_tags
 
-    model_state, hparams = read_checkpoint(checkpoint_path) if checkpoint_path else ({}, {})
-    trained = hparams.get('config') or {}
-    if config.mode == 'TEST':  # score on the item factors as the checkpoint was trained on them
-        config.cf_standardise = config.cf_standardise or bool(trained.get('cf_standardise'))
     dm = TagRetrievalDataModule(**{k: getattr(config, k) for k in DATA_FLAGS})
     data = dm.load(splits)  # checks every input before any work
+    model_state, hparams = read_checkpoint(checkpoint_path) if checkpoint_path else ({}, {})
+    trained = hparams.get('config') or {}
+    if config.mode == 'TEST' and trained.get('cf_standardise') and not config.cf_standardise:
+        # score on the item factors as the checkpoint was trained on them
+        config.cf_standardise = dm.cf_standardise = True
+        dm.data = None
+        data = dm.load(splits)
     if checkpoint_path:
         check_fits(checkpoint_path, model_state, config.input_type, config.w2v_type, data,
                    n_channels=None if config.mode == 'TEST' else config.n_channels)

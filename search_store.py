@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from errors import UserError
-from preprocess_utils import atomic_write, atomic_write_bytes, read_json, write_json
+from preprocess_utils import WRITE_ERRORS, atomic_write, atomic_write_bytes, read_json, write_error, write_json
 
 INDEX_FILE = 'songs.faiss'
 EMBEDDINGS_FILE = 'embeddings.npy'
@@ -47,15 +47,11 @@ def output_errors(index_path):
         yield
     except OSError as error:
         where = error.filename or index_path
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise UserError(f'the disk is full: could not write {where}; free some space (or pass another '
-                            '--index_path) and rerun: the songs already embedded are kept') from None
-        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise UserError(f'cannot write to {where} (read-only or not permitted); pass a writable '
-                            '--index_path') from None
         if error.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
             raise UserError(f'--index_path {index_path} must be a folder, but {where} is in the way (a file '
                             'where a folder is expected); pass another --index_path') from None
+        if error.errno in WRITE_ERRORS:  # a full disk, a read-only place: the songs already embedded are kept
+            raise write_error(where, error) from None
         raise
 
 

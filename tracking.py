@@ -71,7 +71,8 @@ def _mlflow_logger_class():
             super().log_metrics({metric_name(k): v for k, v in metrics.items()}, step)
 
         def after_save_checkpoint(self, checkpoint_callback):
-            if checkpoint_callback.best_model_path:
+            # only the callback that selects on valid MAP names the best checkpoint (last.ckpt has its own)
+            if checkpoint_callback.best_model_path and checkpoint_callback.monitor is not None:
                 score = checkpoint_callback.best_model_score
                 self.experiment.set_tag(self.run_id, 'best_checkpoint',
                                         os.path.abspath(checkpoint_callback.best_model_path))

@@ -411,3 +411,13 @@ def test_cf_standardise_scales_the_item_factors_only_when_asked(dataset):
     assert np.allclose(raw.cf, np.load(os.path.join(dataset['root'], 'ix_to_cf.npy')))
     assert np.allclose(scaled.cf.mean(axis=0), 0, atol=1e-5) and np.allclose(scaled.cf.std(axis=0), 1, atol=1e-4)
     assert np.allclose((raw.cf - raw.cf.mean(0)) / raw.cf.std(0), scaled.cf, atol=1e-5)
+
+
+def test_test_follows_the_checkpoints_item_factor_scaling(dataset, tmp_path):
+    """A checkpoint trained with --cf_standardise True is scored on standardised factors without the flag."""
+    ckpt = train(dataset['root'], tmp_path / 'ck', '--input_type', 'cf', '--cf_standardise', 'True')
+    evaluate(dataset['root'], ckpt.best_model_path, tmp_path / 'implicit', '--input_type', 'cf')
+    evaluate(dataset['root'], ckpt.best_model_path, tmp_path / 'explicit', '--input_type', 'cf',
+             '--cf_standardise', 'True')
+    implicit, explicit = (np.load(tmp_path / d / 'scores.npy') for d in ('implicit', 'explicit'))
+    assert np.array_equal(implicit, explicit)

@@ -125,7 +125,7 @@ def test_disk_full_while_writing_the_index(dataset, ckpt, tmp_path, capsys, monk
 
     monkeypatch.setattr(search_store.np, 'savez', savez_then_disk_full)
     err = one_error_line(capsys, build_args(dataset, ckpt, tmp_path / 'idx'))
-    assert 'disk is full' in err and 'could not write' in err and 'tracks.npz' in err, err
+    assert 'disk is full' in err and 'cannot write' in err and 'tracks.npz' in err, err
     assert leftovers(tmp_path / 'idx') == [] and not (tmp_path / 'idx' / 'meta.json').exists()
     monkeypatch.undo()  # the rerun reuses the embeddings and completes
     search.main(build_args(dataset, ckpt, tmp_path / 'idx'))
