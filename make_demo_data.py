@@ -102,7 +102,7 @@ def build_parser():
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,
                         help='processes for rendering/step 0 (default: the number of CPUs, here %(default)s)')
     parser.add_argument('--keep_audio', action='store_true',
-                        help='keep DIR/audio/ (FLAC) after step 0 (default: delete it)')
+                        help='keep DIR/audio/ (FLAC) after step 0, to listen in search.py serve; on a finished build it renders the audio again (default: delete it)')
     return parser
 
 
@@ -129,11 +129,12 @@ def select_stage(build, params):
     return works
 
 
-def render_stage(build, works, seed, audio_dir, workers):
-    """2. Audio; returns the songs that could be rendered, with their tags and rendering facts."""
+def render_stage(build, works, seed, audio_dir, workers, keep_audio=False):
+    """2. Audio; returns the songs that could be rendered, with their tags and rendering facts. --keep_audio on a
+    finished build renders the deleted audio again (to listen to the songs in search.py serve)."""
     info_dir = os.path.join(build.state, 'render')
-    if not build.done('render'):
-        infos = render_all(works, seed, audio_dir, info_dir, workers)
+    if not build.done('render') or keep_audio:
+        infos = render_all(works, seed, audio_dir, info_dir, workers, audio_wanted=keep_audio)
         build.mark('render', failed={t: i['error'] for t, i in infos.items() if 'error' in i})
     infos = render_facts(works, info_dir)
     return [dict(w, tags=song_tags(w, infos[w['track_id']]), render=infos[w['track_id']])
@@ -187,7 +188,7 @@ def main(argv=None):
     os.makedirs(os.path.join(out, 'msd500'), exist_ok=True)
     audio_dir = os.path.join(out, 'audio')
     works = select_stage(build, params)
-    songs = render_stage(build, works, args.seed, audio_dir, args.workers)
+    songs = render_stage(build, works, args.seed, audio_dir, args.workers, args.keep_audio)
     if not build.done('step0'):  # 3. spectrograms with the project's step 0; the audio is only an intermediate
         run_step(guardian, ROOT, 'step0_mel_spectrogram.py', 'run', audio_dir, out, '--workers', args.workers,
                  '--float16')

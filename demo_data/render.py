@@ -161,7 +161,7 @@ def render_work(job):
         os.makedirs(folder, exist_ok=True)
         partial = os.path.join(folder, f'.{track_id}.partial.flac')  # hidden: step 0 skips dot files
         soundfile.write(partial, audio, SAMPLE_RATE, subtype='PCM_16')
-        os.replace(partial, os.path.join(folder, track_id + '.flac'))
+        os.replace(partial, audio_path(audio_dir, track_id))
         info = {'instrument': instrument, 'program': INSTRUMENTS[instrument], 'bpm': round(float(bpm), 1),
                 'beat_quarters': beat, 'key': f'{tonic} {mode}', 'mode': mode,
                 'score_notes': len(notes), 'score_quarters': round(max(s + d for s, d, _ in notes), 2)}
@@ -171,11 +171,24 @@ def render_work(job):
     return track_id, info
 
 
-def render_all(works, seed, audio_dir, info_dir, workers):
-    """Render the works not rendered yet (resumable: one facts file per song); returns every song's facts."""
+def audio_path(audio_dir, track_id):
+    return os.path.join(audio_dir, track_id[2], track_id + '.flac')
+
+
+def render_all(works, seed, audio_dir, info_dir, workers, audio_wanted=False):
+    """Render the works not rendered yet (resumable: one facts file per song); returns every song's facts.
+    audio_wanted: also render again the songs whose audio was deleted after step 0 (the rendering is seeded, so
+    the audio and the facts come out the same)."""
     os.makedirs(info_dir, exist_ok=True)
-    todo = [(w, seed, audio_dir, info_dir) for w in works
-            if not os.path.exists(os.path.join(info_dir, w['track_id'] + '.json'))]
+
+    def needed(track_id):
+        facts = os.path.join(info_dir, track_id + '.json')
+        if not os.path.exists(facts):
+            return True
+        return audio_wanted and not os.path.exists(audio_path(audio_dir, track_id)) and \
+            'error' not in read_json(facts, 'render facts of a song', 'delete it and rerun')
+
+    todo = [(w, seed, audio_dir, info_dir) for w in works if needed(w['track_id'])]
     with tqdm(total=len(works), initial=len(works) - len(todo), desc='render audio', unit='song') as progress:
         if workers > 1 and len(todo) > 1:
             with worker_pool(workers) as pool:
