@@ -55,7 +55,7 @@ def write_dataset(root, n_songs=96, n_tags=6, word_dim=12, cf_dim=10, n_frames=2
     return {'tags': tags, 'binaries': binaries, 'ids': ids, 'splits': splits}
 
 
-class _CreatesFile:
+class CreatesFile:
     """Unpickling this calls open(marker, "w") (pickled as io.open), a stand-in for any code a crafted pickle could run."""
 
     def __init__(self, marker):
@@ -68,4 +68,4 @@ class _CreatesFile:
 def write_code_running_pickle(path, marker, keys=('x',)):
     """A pickled dict whose values, once unpickled by plain pickle.load, have created the file `marker`."""
     with open(path, 'wb') as f:
-        pickle.dump({key: _CreatesFile(marker) for key in keys}, f)
+        pickle.dump({key: CreatesFile(marker) for key in keys}, f)

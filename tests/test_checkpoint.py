@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from synthetic_data import CreatesFile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ['--n_channels', '8', '--batch_size', '32', '--epoch_size', '64', '--num_chunk', '4']
@@ -16,16 +17,6 @@ KEY = 'KEY-b7f3e21c-RECOGNISABLE-91d0'
 def cli(script, *argv, cwd=None, env=None):
     return subprocess.run([sys.executable, os.path.join(ROOT, script), *[str(a) for a in argv]], cwd=cwd,
                           capture_output=True, text=True, env=env, timeout=600)
-
-
-class MakesMarker:
-    """Unpickling this object would create the file `path` (as any pickle could run any command)."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, 'w'))
 
 
 def assert_refused(result, marker):
@@ -52,7 +43,7 @@ def trained(dataset, tmp_path_factory):
 def test_crafted_checkpoint_is_refused_for_test_resume_and_index(dataset, tmp_path):
     marker = tmp_path / 'marker'
     crafted = tmp_path / 'crafted.ckpt'
-    torch.save({'state_dict': {}, 'hyper_parameters': {'config': MakesMarker(str(marker))}}, crafted)
+    torch.save({'state_dict': {}, 'hyper_parameters': {'config': CreatesFile(str(marker))}}, crafted)
     commands = [
         ('main.py', '--mode', 'TEST', '--data_path', dataset['root'], '--model_load_path', crafted, *FAST),
         ('main.py', '--data_path', dataset['root'], '--ckpt_path', crafted, '--model_save_path', tmp_path / 'ck',

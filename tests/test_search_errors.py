@@ -14,18 +14,9 @@ import pytest
 import search
 import search_store
 from search_fixtures import ckpt, index, test_index, words  # noqa: F401 (pytest fixtures)
+from synthetic_data import CreatesFile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class MakesMarker:
-    """Unpickling this creates the file `path`: proof that a loader ran code."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, 'w'))
 
 
 def one_error_line(capsys, argv):
@@ -53,8 +44,8 @@ def query(path):
 def test_a_pickle_in_the_index_is_refused_without_running_it(copy_of_index, tmp_path, capsys, name):
     marker = tmp_path / 'marker'
     with open(copy_of_index / name, 'wb') as f:  # an .npz whose member is a pickled object array
-        np.savez(f, track_ids=np.array([MakesMarker(str(marker))], dtype=object))
-    pickle.loads(pickle.dumps(MakesMarker(str(tmp_path / 'control'))))
+        np.savez(f, track_ids=np.array([CreatesFile(str(marker))], dtype=object))
+    pickle.loads(pickle.dumps(CreatesFile(str(tmp_path / 'control'))))
     assert (tmp_path / 'control').exists()  # the payload works when unpickled
     err = one_error_line(capsys, query(copy_of_index))
     assert name in err and 'search.py index --force' in err, err
@@ -64,7 +55,7 @@ def test_a_pickle_in_the_index_is_refused_without_running_it(copy_of_index, tmp_
 @pytest.mark.parametrize('old', ['tag_vectors.pkl', 'query_encoder.pt'])
 def test_an_index_of_the_old_format_asks_for_a_rebuild(copy_of_index, tmp_path, capsys, old):
     marker = tmp_path / 'marker'
-    (copy_of_index / old).write_bytes(pickle.dumps({'tag01': MakesMarker(str(marker))}))
+    (copy_of_index / old).write_bytes(pickle.dumps({'tag01': CreatesFile(str(marker))}))
     meta = search_store.read_json(str(copy_of_index / 'meta.json'), 'meta', '')
     search_store.write_json(str(copy_of_index / 'meta.json'), {**meta, 'format': 1})
     err = one_error_line(capsys, query(copy_of_index))
