@@ -338,10 +338,15 @@ def load_keyed_vectors(path, option):
     from gensim.models import KeyedVectors, Word2Vec
 
     require_file(path, 'word vectors', f'pass the right path with {option}')
-    if path.endswith(('.bin', '.bin.gz')):
-        return KeyedVectors.load_word2vec_format(path, binary=True)
-    if path.endswith('.txt'):
-        return KeyedVectors.load_word2vec_format(path, binary=False, no_header=not has_word2vec_header(path))
+    if path.endswith(('.bin', '.bin.gz', '.txt')):
+        try:
+            if path.endswith('.txt'):
+                return KeyedVectors.load_word2vec_format(path, binary=False,
+                                                         no_header=not has_word2vec_header(path))
+            return KeyedVectors.load_word2vec_format(path, binary=True)
+        except (EOFError, ValueError, UnicodeDecodeError, OSError) as error:
+            raise UserError(f'{path} is not a complete word2vec file ({type(error).__name__}: {error}); download '
+                            f'or copy it again, or pass another file with {option}')
     try:  # mmap: large arrays saved beside the model are mapped, not read (fast vocabulary access)
         loaded = Word2Vec.load(path, mmap='r')
     except Exception:  # not a full model: a KeyedVectors file is the other format we accept

@@ -360,3 +360,19 @@ def test_step3_refuses_non_finite_item_factors(tmp_path, capsys):
                                                                str(tmp_path / 'index.tsv')]),
                      f'holds NaN or infinite values in 1 row(s) (first: row 5, track {info["ids"][5]})')
     assert (tmp_path / 'data' / 'ix_to_cf.npy').read_bytes() == before
+
+
+def test_step2_with_a_truncated_word2vec_file(tmp_path, capsys):
+    """A download cut short: gensim's EOFError becomes one line naming the file and the flag."""
+    import step2_word_embedding
+    from gensim.models import KeyedVectors
+    vectors = KeyedVectors(8)
+    vectors.add_vectors([f'word{i}' for i in range(200)], np.random.default_rng(0).standard_normal((200, 8)))
+    whole = tmp_path / 'vectors.bin'
+    vectors.save_word2vec_format(str(whole), binary=True)
+    cut = tmp_path / 'cut.bin'
+    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    np.save(tmp_path / 'tags.npy', np.array(['word1', 'word2']))
+    expect_one_error(capsys, lambda: step2_word_embedding.main(['run', str(tmp_path), '--google_path', str(cut),
+                                                                '--music_path', str(tmp_path / 'none.model')]),
+                     f'{cut} is not a complete word2vec file')
