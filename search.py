@@ -123,7 +123,8 @@ def add_query_arguments(parser):
     parser.add_argument('--w2v_path', default=None,
                         help='full word vectors for words that are not tags (default for google: '
                              'DATA/GoogleNews-vectors-negative300.bin, or DATA/glove-6b-50d.bin; for music: '
-                             'DATA/music_w2v/model_semeval_trigrams_300.model)')
+                             'DATA/music_w2v/model_semeval_trigrams_300.model). A gensim .model file is a pickle: '
+                             'load only one from a trusted source')
     parser.add_argument('--data_path', default=None, help='DATA above (default: the index\'s data_path)')
 
 
@@ -186,7 +187,8 @@ def build_parser():
     index.add_argument('--num_chunk', type=positive_int, default=8, help='chunks averaged per song, as main.py TEST')
     index.add_argument('--input_length', type=positive_int, default=173, help='frames per chunk, as main.py TEST')
     index.add_argument('--w2v_type', default=None, choices=['google', 'music'], help='default: the checkpoint\'s')
-    index.add_argument('--w2v_path', default=None, help='full word vectors recorded for queries (see query)')
+    index.add_argument('--w2v_path', default=None, help='full word vectors recorded for queries (see query; a gensim .model file must come from a '
+                       'trusted source)')
     index.add_argument('--is_subset', type=str2bool, default=None, metavar=BOOL, help='default: the checkpoint\'s')
     index.add_argument('--num_workers', type=non_negative_int, default=0, help='DataLoader workers (and mel processes)')
     index.add_argument('--force', action='store_true', help='re-embed even if the embeddings are up to date')
