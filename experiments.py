@@ -19,7 +19,7 @@ after every epoch), exactly where it stopped. The data's
 checksums are recorded in results/data_checksums.json (and RUN_INFO.md): a results folder made on other data is
 refused, so one table never mixes runs of two dataset builds.
 Every run is also tracked in one MLflow experiment (--experiment_name, --mlflow_uri: the project's mlruns.db),
-named CONFIG-sSEED; runs finished before they were tracked are imported from their files. To compare them:
+named CONFIG-sSEED; finished runs the store does not hold (older ones, or a clone's) are imported from their files. To compare them:
     mlflow ui --backend-store-uri sqlite:///mlruns.db --host 127.0.0.1 --port 5000
 """
 import argparse
@@ -73,8 +73,10 @@ def run_one(name, seed, args):
     outputs = [os.path.join(folder, 'test', name) for name in ('scores.npy', 'per_tag.csv', 'summary.json')]
     if all(os.path.isfile(path) and os.path.getsize(path) > 0 for path in outputs):
         with open(os.path.join(folder, 'config.json')) as f:
-            tracked = 'mlflow_run_id' in json.load(f)
-        if not tracked:  # finished before runs were tracked: its files become an MLflow run of the same name
+            run_id = json.load(f).get('mlflow_run_id')
+        # finished before runs were tracked, or tracked in a store this machine does not have (results/ comes with
+        # a clone, mlruns.db does not): its files become an MLflow run of the same name
+        if not tracking.has_run(args.mlflow_uri, run_id):
             tracking.import_finished_run(folder, f'{name}-s{seed}', args.mlflow_uri, args.experiment_name)
         return 'done before'
     flags = [f.format(zeroshot_file=os.path.join(args.out, 'zeroshot_tags.txt')) for f in CONFIGS[name][1]]

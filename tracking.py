@@ -184,6 +184,19 @@ def log_test_results(checkpoint_config, result_path, summary):
     return run_id
 
 
+def has_run(uri, run_id):
+    """Whether the store at --mlflow_uri holds the run `run_id` (None: no run)."""
+    if not run_id:
+        return False
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    try:
+        MlflowClient(tracking_uri=resolve_uri(uri)).get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
 def import_finished_run(folder, run_name, uri=None, experiment_name=DEFAULT_EXPERIMENT):
     """Log a run that finished without MLflow (config.json, logs/version_*/metrics.csv, test/) as an MLflow run,
     once: a run of that name already in the experiment is left as it is. Returns the run id."""

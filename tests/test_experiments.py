@@ -42,6 +42,14 @@ def test_grid_at_toy_size_writes_tables_and_figures(dataset, tmp_path):
     second = subprocess.run(command, capture_output=True, text=True)
     assert second.returncode == 0 and second.stdout.count('done before') == 1, second.stdout
     assert scores.stat().st_size > 0
+    # a clone brings results/ but not the store: the finished runs are imported into a store that lacks them
+    fresh = f'sqlite:///{tmp_path}/fresh.db'
+    third = subprocess.run(command[:-4] + ['--mlflow_uri', fresh, '--experiment_name', 'grid'], capture_output=True,
+                           text=True)
+    assert third.returncode == 0 and third.stdout.count('done before') == 2, third.stderr[-2000:]
+    client = MlflowClient(fresh)
+    runs = client.search_runs([client.get_experiment_by_name('grid').experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ['balanced_weighted-s0', 'random-s0']
 
 
 def test_results_made_on_other_data_are_refused(dataset, tmp_path):
