@@ -20,8 +20,8 @@ import os
 
 import numpy as np
 
-from errors import UserError
 from audio import MEL_PARAMS, compute_mel
+from errors import UserError
 
 SAMPLE_RATE = MEL_PARAMS['sr']
 
