@@ -381,10 +381,12 @@ def _exit_on_sigterm(signum, frame):
 def worker_pool(workers):
     """multiprocessing.Pool whose workers never outlive the parent: killed with it (Linux: PR_SET_PDEATHSIG),
     and terminated when the parent gets SIGTERM or Ctrl-C, or leaves the block in any way."""
-    from multiprocessing import Pool
+    import multiprocessing
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
-    pool = Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),))
+    # spawn, not fork: the parent runs threads (tqdm's monitor, the pool's own handlers, BLAS), and a forked child
+    # inherits any lock one of them held at that instant, held forever
+    pool = multiprocessing.get_context('spawn').Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),))
     try:
         yield pool
     finally:

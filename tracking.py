@@ -65,7 +65,18 @@ def _mlflow_logger_class():
 
         def log_hyperparams(self, params):
             params = vars(params) if isinstance(params, argparse.Namespace) else dict(params)
-            super().log_hyperparams(public_config(params))
+            super().log_hyperparams(self._not_yet_logged(public_config(params)))
+
+        def _not_yet_logged(self, params):
+            """A resumed run (same run id) already holds its parameters and MLflow refuses to change one: keep the
+            first values, and record what the resume changed (e.g. config/ckpt_path) as `resumed/KEY` tags."""
+            from lightning_fabric.utilities.logger import _convert_params, _flatten_dict
+            logged = self.experiment.get_run(self.run_id).data.params
+            flat = _flatten_dict(_convert_params(params))
+            for key, value in flat.items():
+                if key in logged and logged[key] != str(value)[:250]:
+                    self.experiment.set_tag(self.run_id, f'resumed/{key}', str(value)[:250])
+            return {key: value for key, value in flat.items() if key not in logged}
 
         def log_metrics(self, metrics, step=None):
             super().log_metrics({metric_name(k): v for k, v in metrics.items()}, step)

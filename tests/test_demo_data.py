@@ -3,6 +3,7 @@ and a second build of the same seed, killed (its workers dying with it) and resu
 
 Two 60-song builds (~30 s each on 2 cores), shared by all tests of this module.
 """
+import contextlib
 import os
 import pickle
 import re
@@ -27,9 +28,28 @@ BUILD = [sys.executable, os.path.join(ROOT, 'make_demo_data.py'), '--n_songs', '
 SPLITS = ('train', 'valid', 'test')
 
 
+BUILD_TIMEOUT_S = 900  # a 60-song build takes ~1 min on 2 cores
+
+
 def build(out):
-    result = subprocess.run(BUILD + ['--out', out], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    """Build to the end; a build still running after BUILD_TIMEOUT_S fails the test with the Python stack of each
+    of its processes (SIGABRT + faulthandler) instead of holding the suite."""
+    process = subprocess.Popen(BUILD + ['--out', out], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=dict(os.environ, PYTHONFAULTHANDLER='1'))
+    try:
+        stdout, stderr = process.communicate(timeout=BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        for pid in reversed(process_tree(process.pid)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGABRT)
+        stdout, stderr = process.communicate(timeout=60)
+        pytest.fail(f'the build hung for {BUILD_TIMEOUT_S} s; the stacks of its processes:\n{stderr[-20000:]}')
+    assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
+
+
+def process_tree(pid):
+    """`pid` and every living descendant (Linux /proc)."""
+    return [pid] + [p for child in children_of(pid) for p in process_tree(child)]
 
 
 @pytest.fixture(scope='module')
@@ -70,7 +90,7 @@ def resumed_demo(tmp_path_factory, demo):
     while first.poll() is None and time.time() < deadline and (
             not os.path.isdir(rendered) or len(os.listdir(rendered)) < 20):  # kill in the middle of rendering
         time.sleep(0.2)
-    children = children_of(first.pid)  # 2 render workers and the guardian of the step processes
+    children = children_of(first.pid)  # 2 render workers, the guardian, multiprocessing's resource tracker
     first.kill()
     first.wait()
     deadline = time.time() + 2
@@ -164,14 +184,14 @@ def test_same_seed_same_data_after_resume(demo, resumed_demo):
 
 @pytest.mark.parametrize('option', [['--n_songs', '5'], ['--seed', '1']])  # too few songs; not DIR's options
 def test_bad_options_exit_2_with_one_line(demo, option):
-    result = subprocess.run(BUILD + option + ['--out', demo], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(BUILD + option + ['--out', demo], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stdout == ''
     assert result.stderr.startswith('error: ') and result.stderr.count('\n') == 1, result.stderr
 
 
 def test_killed_build_leaves_no_process_behind(resumed_demo):
     _, children, survivors = resumed_demo
-    assert len(children) == 3 and survivors == []  # 2 render workers and the guardian, all gone within 2 s
+    assert len(children) == 4 and survivors == []  # all gone within 2 s
 
 
 @pytest.mark.parametrize('input_type', ['spec', 'cf', 'hybrid'])

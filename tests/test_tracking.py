@@ -90,6 +90,30 @@ def test_train_and_test_are_one_mlflow_run(dataset, tmp_path, outbound_connectio
     assert outbound_connections == []
 
 
+def test_resumed_train_continues_its_mlflow_run(dataset, tmp_path):
+    """A TRAIN resumed from last.ckpt logs into the run it continues: one run, the loss curve going on, the first
+    parameter values kept (MLflow refuses to change one) and what the resume changed kept as a tag."""
+    uri = f'sqlite:///{tmp_path}/mlruns.db'
+    common = ['--data_path', dataset['root'], '--model_save_path', tmp_path / 'cf-run', '--logger', 'mlflow',
+              '--mlflow_uri', uri, '--experiment_name', 'exp', *TINY, '--epoch_size', 320]
+    first = run(*common)
+    resumed = run(*common, '--n_epochs', 2, '--ckpt_path', first.last_model_path)
+    client = MlflowClient(uri)
+    [found] = client.search_runs([client.get_experiment_by_name('exp').experiment_id])
+    assert found.info.status == 'FINISHED'
+    assert found.data.params['config/ckpt_path'] == 'None' and found.data.params['config/n_epochs'] == '1'
+    assert found.data.tags['resumed/config/ckpt_path'] == str(first.last_model_path)
+    assert found.data.tags['resumed/config/n_epochs'] == '2'
+    assert [m.step for m in client.get_metric_history(found.info.run_id, 'train/loss_step')] == [9, 19]
+    assert [m.step for m in client.get_metric_history(found.info.run_id, 'map')] == [9, 19]
+    assert torch_load_step(resumed.last_model_path) == 20
+
+
+def torch_load_step(path):
+    import torch
+    return torch.load(path, map_location='cpu', weights_only=True)['global_step']
+
+
 # ------------------------------------------------------------------------------------------ a real server
 def free_port():
     with socket.socket() as s:
@@ -181,7 +205,6 @@ def chromium(tmp_path, url, *action):
     return subprocess.run(command, capture_output=True, text=True, timeout=180)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason='no Chromium on PATH: apt-get install chromium chromium-driver')
 def log_grid(store, names):
     """Runs named as experiments.py names them, each with its flags, a validation MAP curve and a test MAP, logged
     through MLflow's client as a TRAIN + TEST would; GRID_RESULTS=results imports a finished grid's runs instead
@@ -206,6 +229,7 @@ def log_grid(store, names):
         client.set_terminated(run_id)
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason='no Chromium on PATH: apt-get install chromium chromium-driver')
 def test_grid_compared_in_the_mlflow_ui_in_a_browser(tmp_path):
     """The sampling grid (3 configurations x 3 seeds), as experiments.py names its runs, in MLflow's own UI."""
     store = f'sqlite:///{tmp_path}/mlruns.db'
