@@ -11,6 +11,10 @@ class UserError(Exception):
     """A mistake in the user's input or flags; its message says what and how to fix it."""
 
 
+class NotFound(UserError):
+    """The input names something that does not exist (a track id, a song's audio): HTTP 404 in search.py serve."""
+
+
 def exit_on_user_error(fn):
     """Decorate a CLI entry point: a UserError prints `error: ...` on stderr and exits with status 2."""
     @functools.wraps(fn)

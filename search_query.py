@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from errors import UserError
+from errors import NotFound, UserError
 from search_index import set_search_params
 from search_store import read_index
 
@@ -192,7 +192,7 @@ class Searcher:
 
     def row(self, track_id):
         if str(track_id) not in self.row_of:
-            raise UserError(f'unknown track id {track_id!r}: not one of the {len(self.row_of)} songs of '
+            raise NotFound(f'unknown track id {track_id!r}: not one of the {len(self.row_of)} songs of '
                             f'{self.files.path}')
         return self.row_of[str(track_id)]
 

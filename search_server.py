@@ -16,16 +16,12 @@ import tempfile
 
 import numpy as np
 
-from errors import UserError
+from errors import NotFound, UserError
 from search_query import UnknownWord
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'web', 'search.html')
 MAX_K = 100
 MAX_UPLOAD = 64 << 20
-
-
-class NotFound(UserError):
-    pass
 
 
 class AudioFiles:
@@ -106,7 +102,7 @@ def create_app(index, audio_dir=None):
         body = {'error': str(error)}
         if isinstance(error, UnknownWord):
             body['suggestions'] = error.suggestions
-        status = 404 if isinstance(error, NotFound) or 'unknown track id' in str(error) else 400
+        status = 404 if isinstance(error, NotFound) else 400
         return JSONResponse(body, status_code=status)
 
     @app.exception_handler(RequestValidationError)
