@@ -79,12 +79,13 @@ def run_one(name, seed, args):
         if not tracking.has_run(args.mlflow_uri, run_id):
             tracking.import_finished_run(folder, f'{name}-s{seed}', args.mlflow_uri, args.experiment_name)
         return 'done before'
+    started = time.time()
     flags = [f.format(zeroshot_file=os.path.join(args.out, 'zeroshot_tags.txt')) for f in CONFIGS[name][1]]
     common = ['--data_path', args.data_path, '--seed', str(seed)] + flags + args.budget + shlex.split(args.extra)
     last = os.path.join(folder, 'last.ckpt')
     if not os.path.isfile(os.path.join(folder, 'best.ckpt')) or os.path.isfile(last):
         resume = ['--ckpt_path', last] if os.path.isfile(last) else []
-        record_provenance(folder, args.provenance, 'TRAIN' + (' (resumed)' if resume else ''))
+        record_provenance(folder, 'TRAIN' + (' (resumed)' if resume else '') + f' at commit {args.provenance}')
         train = [sys.executable, '-u', os.path.join(HERE, 'main.py'), '--mode', 'TRAIN', '--model_save_path', folder,
                  *mlflow_flags(name, seed, args)] + common[:-len(shlex.split(args.extra)) or None] + \
             args.train_only + shlex.split(args.extra) + resume
@@ -94,6 +95,7 @@ def run_one(name, seed, args):
     test = [sys.executable, '-u', os.path.join(HERE, 'main.py'), '--mode', 'TEST', '--model_load_path',
             os.path.join(folder, 'best.ckpt'), '--result_path', os.path.join(folder, 'test')] + common
     _call(test, os.path.join(folder, 'test.log'))
+    record_provenance(folder, f'TRAIN + TEST finished in {time.time() - started:.0f} s')
     return 'ran'
 
 
@@ -174,11 +176,22 @@ def check_same_data(out, data_path, allow_other_data):
     return current
 
 
-def record_provenance(folder, provenance, what):
-    """Each run folder says which commit and machine trained it (a resumed grid may span several commits)."""
+def record_provenance(folder, event):
+    """Each run folder says which commit and machine trained it (a resumed grid may span several commits) and how
+    long it took."""
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, 'provenance.txt'), 'a') as f:
-        f.write(f'{time.strftime("%Y-%m-%d %H:%M:%S")} {what} at commit {provenance}\n')
+        f.write(f'{time.strftime("%Y-%m-%d %H:%M:%S")} {event}\n')
+
+
+def compute_seconds(out):
+    """(summed wall time of the finished runs' TRAIN + TEST, number of runs that recorded theirs)."""
+    total, counted = 0, 0
+    for path in glob.glob(os.path.join(out, 'runs', '*', 'seed*', 'provenance.txt')):
+        with open(path) as f:
+            times = [float(line.split(' finished in ')[1].split()[0]) for line in f if ' finished in ' in line]
+        total, counted = total + sum(times), counted + bool(times)
+    return total, counted
 
 
 def commits_of_runs(out):
@@ -244,9 +257,11 @@ def main():
         print(f'WARNING: the runs under {args.out} were trained at {len(commits)} commits: {", ".join(commits)}',
               file=sys.stderr)
     data = ', '.join(f'{name} {digest[:12]}' for name, digest in checksums.items())
+    seconds, counted = compute_seconds(args.out)
+    grid_time = f' (the {counted} runs under {args.out}: {seconds / 60:.0f} min of TRAIN + TEST in all)' if counted else ''
     with open(os.path.join(args.out, 'RUN_INFO.md'), 'a') as f:
         f.write(f'- {time.strftime("%Y-%m-%d %H:%M:%S")}: `{shlex.join([os.path.basename(sys.argv[0])] + sys.argv[1:])}`'
-                f' at commit {commit}, wall time {time.time() - start:.0f} s, budget flags '
+                f' at commit {commit}, wall time {time.time() - start:.0f} s{grid_time}, budget flags '
                 f'`{" ".join(args.budget + args.train_only) or "none (original settings)"}` {args.extra}; '
                 f'machine: {machine()}' + (f'; data {args.data_path} sha256: {data}' if data else '') +
                 (f'; WARNING: runs trained at {len(commits)} commits: {", ".join(commits)}' if len(commits) > 1 else '')

@@ -25,7 +25,9 @@ def test_grid_at_toy_size_writes_tables_and_figures(dataset, tmp_path):
     assert '| random |' in (out / 'RESULTS.md').read_text()
     run_info = (out / 'RUN_INFO.md').read_text()
     assert 'wall time' in run_info and 'machine:' in run_info and 'ix_to_cf.npy' in run_info
-    assert 'TRAIN at commit' in (out / 'runs' / 'random' / 'seed0' / 'provenance.txt').read_text()
+    provenance = (out / 'runs' / 'random' / 'seed0' / 'provenance.txt').read_text()
+    assert 'TRAIN at commit' in provenance and 'TRAIN + TEST finished in' in provenance
+    assert f'(the 2 runs under {out}: ' in run_info and ' min of TRAIN + TEST in all)' in run_info
     paired = list(csv.DictReader(open(out / 'table_paired.csv')))
     assert paired[0]['A'] == 'balanced_weighted' and paired[0]['B'] == 'random' and paired[0]['seeds'] == '1'
     assert paired[0]['verdict'] in ('reproduced', 'opposite', 'inconclusive')
