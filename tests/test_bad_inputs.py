@@ -5,6 +5,7 @@ import contextlib
 import errno
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -158,6 +159,24 @@ def test_bad_data_for_train(name, data, tmp_path, capsys):
     expect_one_error(capsys, lambda: run('--data_path', data, '--model_save_path', out, '--n_epochs', 1, *FAST,
                                          *extra), fragment)
     assert not partial_files(data, tmp_path)
+
+
+def test_spectrograms_found_sound_are_not_read_again_until_one_changes(data):
+    """At MSD scale the full read takes minutes: a set of files already found sound is skipped by its paths, sizes
+    and modification times; a file written since is read again."""
+    from errors import UserError
+    from preprocess_utils import SPECTROGRAMS_CHECKED, refuse_bad_spectrograms
+    ids = [str(e).split('//', 1)[1] for e in np.load(data / 'train_ids.npy')]
+    refuse_bad_spectrograms(str(data), ids)
+    assert len((data / SPECTROGRAMS_CHECKED).read_text().split()) == 1
+    path = spec_file(data, 'train', 3)
+    before = os.stat(path)
+    set_spec_value(path, np.nan)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size and time: taken as already checked
+    refuse_bad_spectrograms(str(data), ids)
+    os.utime(path)  # written since the check: read again
+    with pytest.raises(UserError, match=re.escape(f'{path} holds NaN or infinite values')):
+        refuse_bad_spectrograms(str(data), ids)
 
 
 LIGHTNING_CASES = [(['--strategy', 'bogus'], "invalid strategy name: `strategy='bogus'`"),
