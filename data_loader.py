@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from errors import UserError
-from preprocess_utils import load_array, refuse_non_finite, spec_path
+from data_checks import refuse_non_finite
+from preprocess_utils import load_array, spec_path
 from safe_pickle import load_pickle
 
 N_MELS = 128

@@ -165,7 +165,7 @@ def test_spectrograms_found_sound_are_not_read_again_until_one_changes(data):
     """At MSD scale the full read takes minutes: a set of files already found sound is skipped by its paths, sizes
     and modification times; a file written since is read again."""
     from errors import UserError
-    from preprocess_utils import SPECTROGRAMS_CHECKED, refuse_bad_spectrograms
+    from data_checks import SPECTROGRAMS_CHECKED, refuse_bad_spectrograms
     ids = [str(e).split('//', 1)[1] for e in np.load(data / 'train_ids.npy')]
     refuse_bad_spectrograms(str(data), ids)
     assert len((data / SPECTROGRAMS_CHECKED).read_text().split()) == 1
