@@ -374,36 +374,7 @@ def test_zeroshot_test_reports_seen_and_unseen(dataset, tmp_path):
     assert summary['settings']['loss'] == 'infonce'
 
 
-# ---------------------------------------------------------------------------------------------- fast paths
-@pytest.mark.parametrize('input_type', ['spec', 'cf', 'hybrid'])
-def test_bf16_trains_and_tests_every_input_type_with_float32_metrics(dataset, tmp_path, input_type):
-    fast = ['--input_type', input_type, '--precision', 'bf16-mixed', '--channels_last', 'True']
-    ckpt = train(dataset['root'], tmp_path / 'ck', '--is_balanced', 'True', '--is_weighted', 'True', *fast)
-    result = evaluate(dataset['root'], ckpt.best_model_path, tmp_path / 'res', *fast)
-    assert result['scores'].dtype == np.float32 and np.isfinite(result['scores']).all()
-    assert 0 < result['summary']['all']['map'] <= 1
-
-
-def test_channels_last_is_a_layout_only(dataset, tmp_path):
-    """The same parameters either way: a channels-last checkpoint scores the same when loaded without it."""
-    from model import build_model
-    torch.manual_seed(0)
-    plain = build_model('hybrid', word_dim=12, cf_dim=10, n_channels=8)
-    fast = build_model('hybrid', word_dim=12, cf_dim=10, n_channels=8, channels_last=True)
-    fast.load_state_dict(plain.state_dict())
-    assert fast.layer2.conv.weight.is_contiguous(memory_format=torch.channels_last)
-    assert plain.state_dict().keys() == fast.state_dict().keys()
-    spec, cf = torch.randn(4, 128, 173), torch.randn(4, 10)
-    plain.eval(), fast.eval()
-    with torch.no_grad():
-        assert torch.allclose(plain.song_to_embedding(spec, cf), fast.song_to_embedding(spec, cf), atol=1e-4)
-    ckpt = train(dataset['root'], tmp_path / 'ck', '--channels_last', 'True')
-    for layout in ('True', 'False'):
-        evaluate(dataset['root'], ckpt.best_model_path, tmp_path / layout, '--channels_last', layout)
-    assert np.allclose(np.load(tmp_path / 'True' / 'scores.npy'), np.load(tmp_path / 'False' / 'scores.npy'),
-                       atol=1e-4)
-
-
+# ---------------------------------------------------------------------------------------------- item factors
 def test_cf_standardise_scales_the_item_factors_only_when_asked(dataset):
     from data_loader import SplitData
     raw = SplitData(dataset['root'], input_type='hybrid')
