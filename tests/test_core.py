@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, precision_score, roc_auc_score
 
 import main as cli
 from metrics import retrieval_metrics
@@ -38,9 +38,17 @@ def test_metrics_match_sklearn_with_ties():
     for i in range(20):
         assert per_tag['roc_auc'][i] == pytest.approx(roc_auc_score(labels[i], scores[i]), abs=1e-6)
         assert per_tag['ap'][i] == pytest.approx(average_precision_score(labels[i], scores[i]), abs=1e-6)
-        top10 = np.argsort(-scores[i], kind='stable')[:10]
-        if scores[i][top10[-1]] != np.sort(scores[i])[::-1][10]:  # no tie across the cut
-            assert per_tag['p@10'][i] == pytest.approx(labels[i][top10].mean())
+        top10 = np.argsort(scores[i], kind='stable')[::-1][:10]  # the original's rule, ties included
+        assert per_tag['p@10'][i] == pytest.approx(precision_score(labels[i], np.isin(np.arange(300), top10)))
+    assert sum(np.sort(row)[-10] == np.sort(row)[-11] for row in scores) >= 10  # most rows tie across the cut
+
+
+def test_precision_at_k_breaks_ties_as_the_original():
+    """Songs 1-3 tie for the second place: argsort(...)[::-1] takes song 3 (a stable sort's last) first."""
+    scores = np.array([[0.9, 0.5, 0.5, 0.5, 0.1]] * 3)
+    labels = np.array([[0, 0, 0, 1, 0], [0, 1, 0, 0, 0], [0, 0, 1, 0, 0]])
+    assert retrieval_metrics(scores, labels, k=2)['p@2'].tolist() == [0.5, 0.0, 0.0]
+    assert retrieval_metrics(scores, labels, k=3)['p@3'].tolist() == [1 / 3, 0.0, 1 / 3]
 
 
 def test_metrics_tag_without_positives_is_nan_and_left_out():
