@@ -1,5 +1,5 @@
 """Core: metrics against scikit-learn, negative sampling, flags, TRAIN/TEST of every model and sampling mode,
-original checkpoints, resume, one vs two processes, and bad inputs."""
+original parameter names, resume, one vs two processes, and bad inputs."""
 import json
 import os
 import pickle
@@ -178,42 +178,6 @@ def test_training_learns_the_synthetic_signal(dataset, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
-def test_original_checkpoint_loads_and_scores_as_the_original_computes(dataset, tmp_path):
-    """A checkpoint in the original's format (Lightning 0.9: state_dict with `model.` keys, CFModel names)."""
-    torch.manual_seed(1)
-    word_dim, cf_dim = 12, 10
-    names = {'cf_fc1': (cf_dim, 512), 'cf_fc2': (512, 256), 'fc1': (word_dim, 512), 'fc2': (512, 256)}
-    state = {}
-    for name, (i, o) in names.items():
-        state[f'model.{name}.weight'] = torch.randn(o, i) * 0.1
-        state[f'model.{name}.bias'] = torch.randn(o) * 0.1
-    for bn in ('cf_bn1', 'bn1'):
-        state[f'model.{bn}.weight'] = torch.rand(512) + 0.5
-        state[f'model.{bn}.bias'] = torch.randn(512) * 0.1
-        state[f'model.{bn}.running_mean'] = torch.randn(512) * 0.1
-        state[f'model.{bn}.running_var'] = torch.rand(512) + 0.5
-        state[f'model.{bn}.num_batches_tracked'] = torch.tensor(100)
-    path = tmp_path / 'original.ckpt'
-    torch.save({'epoch': 10, 'global_step': 790, 'state_dict': state}, path)
-    evaluate(dataset['root'], path, tmp_path / 'res', '--input_type', 'cf')
-
-    def mlp(x, a, bn, b):  # the original's forward in eval mode, written out
-        s = {k[6:]: v for k, v in state.items()}
-        x = x @ s[f'{a}.weight'].T + s[f'{a}.bias']
-        x = (x - s[f'{bn}.running_mean']) / torch.sqrt(s[f'{bn}.running_var'] + 1e-5) * s[f'{bn}.weight'] \
-            + s[f'{bn}.bias']
-        return torch.relu(x) @ s[f'{b}.weight'].T + s[f'{b}.bias']
-
-    vectors = pickle.load(open(os.path.join(dataset['root'], 'google_emb.pkl'), 'rb'))
-    tags = np.load(os.path.join(dataset['root'], 'tags.npy'))
-    cf = np.load(os.path.join(dataset['root'], 'ix_to_cf.npy'))
-    rows = [int(e.split('//')[0]) for e in dataset['splits']['test']]
-    tag_emb = mlp(torch.tensor(np.stack([vectors[t] for t in tags])), 'fc1', 'bn1', 'fc2')
-    song_emb = mlp(torch.tensor(cf[rows]), 'cf_fc1', 'cf_bn1', 'cf_fc2')
-    expected = torch.nn.functional.normalize(tag_emb, dim=1) @ torch.nn.functional.normalize(song_emb, dim=1).T
-    assert np.allclose(np.load(tmp_path / 'res' / 'scores.npy'), expected.numpy(), atol=1e-5)
-
-
 def test_parameter_names_match_the_original():
     from model import build_model
     spec = set(build_model('spec').state_dict())
