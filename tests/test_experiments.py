@@ -11,11 +11,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = '--n_channels 8 --batch_size 32 --epoch_size 64 --n_epochs 1 --num_chunk 4 --max_steps 2'
 
 
+def grid_command(data, out, store, *configs, experiment='grid'):
+    """experiments.py on a toy grid: the configurations given, seed 0, a few steps each, tracked in `store`."""
+    return [sys.executable, os.path.join(ROOT, 'experiments.py'), '--data_path', str(data), '--out', str(out),
+            '--configs', *configs, '--seeds', '0', '--extra', TOY, '--mlflow_uri', store, '--experiment_name',
+            experiment]
+
+
 def test_grid_at_toy_size_writes_tables_and_figures(dataset, tmp_path):
     out = tmp_path / 'results'
-    command = [sys.executable, os.path.join(ROOT, 'experiments.py'), '--data_path', dataset['root'], '--out', str(out),
-               '--configs', 'random', 'balanced_weighted', '--seeds', '0', '--extra', TOY,
-               '--mlflow_uri', f'sqlite:///{tmp_path}/mlruns.db', '--experiment_name', 'grid']
+    command = grid_command(dataset['root'], out, f'sqlite:///{tmp_path}/mlruns.db', 'random', 'balanced_weighted')
     first = subprocess.run(command, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr[-2000:]
     rows = list(csv.reader(open(out / 'table1_sampling.csv')))
