@@ -231,6 +231,11 @@ def test_step2_writes_vectors_and_nearest_neighbours(raw_data, pipeline, capsys)
     rows = {line.split(' | ')[0].strip('| '): line for line in table[2:]}
     assert set(rows) == {'jungle', 'house', 'country', 'brazilian', 'smooth jazz', 'deep house', 'chill', 'metal'}
     assert rows['smooth jazz'].split(' | ')[1] == '(not in vocabulary)'  # Google has no smooth_jazz here
+    for tag, line in rows.items():  # each cell: gensim's 10 nearest words of the tag, in its order
+        for cell, vectors in zip(line.strip('| ').split(' | ')[1:], (google, music)):
+            key = next((k for k in (tag, tag.replace(' ', '_')) if k in vectors.key_to_index), None)
+            nearest = [w.replace('_', ' ') for w, _ in vectors.most_similar(key, topn=10)] if key else None
+            assert cell == (', '.join(nearest) if key else '(not in vocabulary)'), (tag, cell)
     assert len(rows['jungle'].split(' | ')[2].split(', ')) == 10
     assert '| tag | google | music |' in capsys.readouterr().out
 
