@@ -298,21 +298,6 @@ def test_step3_missing_factors_error_or_zero_rows(pipeline, tmp_path, capsys):
     assert '2 rows are zeros' in (data_path / 'step3_report.txt').read_text()
 
 
-def test_step3_als_from_taste_profile_is_seeded(raw_data, pipeline, tmp_path):
-    data_path = tmp_path / 'data'
-    shutil.copytree(pipeline, data_path)
-    args = ['run', str(data_path), '--taste_profile', str(raw_data.path / 'taste_profile.tsv'),
-            '--factors', '4', '--iterations', '3', '--prefix', 'sub_']
-    for name in ('train_ids.npy', 'valid_ids.npy', 'test_ids.npy', 'binaries.npy'):
-        shutil.copy(data_path / name, data_path / f'sub_{name}')
-    assert step3_taste_profile.main(args) == 0
-    first = np.load(data_path / 'sub_ix_to_cf.npy')
-    assert first.shape == (len(np.load(data_path / 'binaries.npy')), 4) and first.any(axis=1).all()
-    assert (data_path / 'sub_item_factors_MSD.npy').exists() and (data_path / 'sub_items_index_MSD.tsv').exists()
-    assert step3_taste_profile.main(args) == 0
-    np.testing.assert_array_equal(np.load(data_path / 'sub_ix_to_cf.npy'), first)
-
-
 # ------------------------------------------------------------------ step 0
 def direct_librosa(path):
     import librosa
