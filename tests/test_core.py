@@ -100,16 +100,28 @@ def test_batch_where_every_song_carries_the_anchor():
     assert loss.shape == (8,)
 
 
+def test_triplet_loss_is_the_hinge_of_the_cosine_gap():
+    torch.manual_seed(0)
+    anchor, positive, negative = torch.randn(3, 64, 8)
+
+    def cos(x, y):
+        return (x * y).sum(-1) / (x.norm(dim=-1) * y.norm(dim=-1))
+    gap = 0.4 - cos(anchor, positive) + cos(anchor, negative)
+    loss = triplet_loss(anchor, positive, negative, 0.4)
+    assert (gap > 0).any() and (gap < 0).any()  # rows on both sides of the hinge
+    assert torch.allclose(loss, gap.clamp_min(0), atol=1e-6)
+
+
 def test_infonce_never_uses_a_positive_as_negative():
     torch.manual_seed(0)
     tag_emb, song_emb = torch.randn(4, 8), torch.randn(4, 8)
     labels = torch.zeros(4, 3)
     tag = torch.tensor([0, 1, 2, 0])
     labels[[0, 1, 2, 3], tag] = 1
-    scale = torch.tensor(0.0)
+    scale = torch.tensor(1.5)  # logits are the cosines times e^1.5
     loss = infonce_loss(tag_emb, song_emb, tag, labels, scale)
     # row 0 (tag 0): song 3 also carries tag 0, so only songs 1 and 2 are negatives
-    logits = torch.nn.functional.cosine_similarity(tag_emb[0:1], song_emb)
+    logits = torch.nn.functional.cosine_similarity(tag_emb[0:1], song_emb) * np.exp(1.5)
     expected = -torch.log_softmax(logits[[0, 1, 2]], 0)[0]
     assert loss[0] == pytest.approx(expected.item(), abs=1e-5)
     # moving song 3 anywhere leaves row 0 unchanged
