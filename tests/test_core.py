@@ -75,16 +75,35 @@ def test_weighted_negatives_follow_cosine_weights():
     tag_emb, song_emb = torch.randn(1, 8), torch.randn(6, 8)
     labels = torch.zeros(6, 2)
     labels[0, 0] = 1  # song 0 is the positive: never drawn
-    counts = torch.zeros(6)
+    counts = {True: torch.zeros(6), 'default': torch.zeros(6)}
     for _ in range(4000):
-        neg, _ = sample_negatives(tag_emb.expand(6, 8)[:1], song_emb, torch.tensor([0]), labels, weighted=True)
-        counts[neg] += 1
+        for weighted, extra in ((True, {'weighted': True}), ('default', {})):
+            neg, _ = sample_negatives(tag_emb, song_emb, torch.tensor([0]), labels, **extra)
+            counts[weighted][neg] += 1
     cos = torch.nn.functional.cosine_similarity(tag_emb, song_emb)
     expected = (cos + 1) / 2
     expected[0] = 0
     expected /= expected.sum()
-    assert counts[0] == 0
-    assert torch.allclose(counts / counts.sum(), expected, atol=0.03)
+    assert counts[True][0] == 0 and counts['default'][0] == 0
+    assert torch.allclose(counts[True] / 4000, expected, atol=0.03)
+    uniform = torch.tensor([0] + [1 / 5] * 5)  # the default: uniform over the valid negatives
+    assert torch.allclose(counts['default'] / 4000, uniform, atol=0.03)
+    assert (expected - uniform).abs().max() > 0.06  # and the two rules differ here
+
+
+def test_negative_draw_at_its_bounds(monkeypatch):
+    """u = 0 (torch.rand's lowest value) never picks a song of zero weight; a row without a valid negative still
+    gets an index that exists, so song_emb[negative] works before the row is left out of the loss."""
+    labels = torch.zeros(4, 2)
+    labels[:2, 0] = 1  # songs 0 and 1 carry tag 0
+    monkeypatch.setattr(torch, 'rand', lambda shape, device=None, dtype=None: torch.zeros(shape, dtype=dtype))
+    for weighted in (False, True):
+        neg, ok = sample_negatives(torch.randn(4, 8), torch.randn(4, 8), torch.zeros(4, dtype=torch.long), labels,
+                                   weighted)
+        assert ok.all() and (neg == 2).all()
+    neg, ok = sample_negatives(torch.randn(4, 8), torch.randn(4, 8), torch.zeros(4, dtype=torch.long),
+                               torch.ones(4, 2))
+    assert not ok.any() and ((0 <= neg) & (neg < 4)).all()
 
 
 def test_batch_where_every_song_carries_the_anchor():
