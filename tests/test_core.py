@@ -3,6 +3,7 @@ original parameter names, resume, one vs two processes, and bad inputs."""
 import json
 import os
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 from sklearn.metrics import average_precision_score, precision_score, roc_auc_score
 
 import main as cli
-from metrics import retrieval_metrics
+from metrics import retrieval_metrics, summarise
 from solver import infonce_loss, sample_negatives, triplet_loss
 from synthetic_data import write_dataset
 
@@ -56,6 +57,19 @@ def test_metrics_tag_without_positives_is_nan_and_left_out():
     labels = np.array([[1, 0, 0], [0, 0, 0]])
     per_tag = retrieval_metrics(scores, labels)
     assert per_tag['ap'][0] == 1.0 and np.isnan(per_tag['ap'][1]) and np.isnan(per_tag['roc_auc'][1])
+
+
+def test_summarise_means_per_group_leave_nan_out_without_warnings():
+    per_tag = {'ap': np.array([0.2, np.nan, 0.6, 0.9, np.nan]), 'p@10': np.array([0.1, 0.3, 0.5, 0.7, 0.9])}
+    groups = {'category': np.array(['genre', 'genre', 'mood', 'mood', 'era'])}
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # a group whose APs are all NaN is NaN without numpy's empty-mean warning
+        summary = summarise(per_tag, groups)
+    assert summary['all'] == {'map': pytest.approx(1.7 / 3), 'p@10': pytest.approx(0.5), 'n_tags': 5}
+    assert summary['category']['genre'] == {'map': pytest.approx(0.2), 'p@10': pytest.approx(0.2), 'n_tags': 2}
+    assert summary['category']['mood'] == {'map': pytest.approx(0.75), 'p@10': pytest.approx(0.6), 'n_tags': 2}
+    assert np.isnan(summary['category']['era']['map']) and summary['category']['era']['p@10'] == 0.9
+    assert set(summary) == {'all', 'category'}
 
 
 # ---------------------------------------------------------------------------------------------- negatives
