@@ -66,7 +66,7 @@ def retrieval_metrics(scores, labels, k=10):
     labels = np.asarray(labels, dtype=np.float64)
     if scores.shape != labels.shape:
         raise ValueError(f'scores {scores.shape} and labels {labels.shape} differ in shape')
-    return {'p@10' if k == 10 else f'p@{k}': precision_at_k(scores, labels, k),
+    return {f'p@{k}': precision_at_k(scores, labels, k),
             'roc_auc': roc_auc(scores, labels),
             'ap': average_precision(scores, labels)}
 
