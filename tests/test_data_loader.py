@@ -1,4 +1,5 @@
 """Training draws as the original's (shuffled balanced batches, crop starts) and word-vector pickles read safely."""
+import copy
 import pickle
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 
 import main as cli
 from data_loader import SplitData, TrainDataset
+from errors import UserError
 from synthetic_data import write_code_running_pickle, write_dataset
 
 
@@ -50,6 +52,31 @@ def test_epoch_order_depends_on_seed_and_epoch_only(hundred_tags):
     for position in range(0, 500, 37):
         a, b = shuffled[position], in_order[int(shuffled.order[position])]
         assert a['tag'] == b['tag'] and np.array_equal(a['labels'], b['labels'])
+
+
+def test_every_draw_is_a_song_that_carries_its_tag(hundred_tags):
+    """Balanced or not, each sample's song carries its anchor tag, and its labels and item factor are that song's."""
+    cf_rows = {row.tobytes(): r for r, row in enumerate(hundred_tags.cf)}
+    for balanced in (True, False):
+        dataset = TrainDataset(hundred_tags, balanced, 10, 1000, seed=0)
+        for i in range(1000):
+            item = dataset[i]
+            row = cf_rows[item['cf'].tobytes()]
+            assert item['labels'][item['tag']] == 1 and np.array_equal(item['labels'], hundred_tags.binaries[row])
+            assert row in dataset.rows
+
+
+def test_a_tag_without_training_songs_is_refused_one_song_is_enough(hundred_tags):
+    data = copy.copy(hundred_tags)
+    data.binaries = hundred_tags.binaries.copy()
+    train_rows = data.ids['train'][0]
+    data.binaries[train_rows, 5] = 0
+    with pytest.raises(UserError, match=f'no training song carries tag.s. {data.tags[5]};'):
+        TrainDataset(data, True, 10, 100)
+    data.binaries[train_rows[7], 5] = 1
+    dataset = TrainDataset(data, True, 10, 1000)
+    drawn = [item['cf'] for item in (dataset[i] for i in range(1000)) if item['tag'] == 5]
+    assert len(drawn) == 10 and all(np.array_equal(cf, data.cf[train_rows[7]]) for cf in drawn)
 
 
 # ---------------------------------------------------------------------------------------------- crop start
