@@ -79,6 +79,15 @@ def test_a_tag_without_training_songs_is_refused_one_song_is_enough(hundred_tags
     assert len(drawn) == 10 and all(np.array_equal(cf, data.cf[train_rows[7]]) for cf in drawn)
 
 
+def test_items_hold_what_each_model_reads(tmp_path):
+    write_dataset(str(tmp_path), n_songs=30, n_tags=3)
+    for input_type in ('spec', 'cf', 'hybrid'):
+        item = TrainDataset(SplitData(str(tmp_path), input_type=input_type), False, 10, 5)[0]
+        assert set(item) == {'tag', 'tag_vector', 'labels', 'spec', 'cf'}
+        assert (item['spec'].shape == (128, 10)) == (input_type != 'cf')
+        assert (item['cf'].shape == (10,)) == (input_type != 'spec')
+
+
 # ---------------------------------------------------------------------------------------------- crop start
 def test_training_crop_start_is_the_originals(tmp_path):
     """floor(U * (T - L)): a start in [0, T - L - 1]; a spectrogram of L frames or fewer starts at 0."""
