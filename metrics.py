@@ -33,7 +33,7 @@ def roc_auc(scores, labels):
     n_neg = labels.shape[1] - n_pos
     ranks = rankdata(scores, axis=1)
     rank_sum = (ranks * labels).sum(axis=1)
-    with np.errstate(invalid='ignore', divide='ignore'):
+    with np.errstate(invalid='ignore'):  # 0 / 0 of a row without a positive (or a negative): NaN
         auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     auc[(n_pos == 0) | (n_neg == 0)] = np.nan
     return auc
@@ -54,7 +54,7 @@ def average_precision(scores, labels):
     run_end = np.minimum.accumulate(run_end[:, ::-1], axis=1)[:, ::-1]
     precision_at_run_end = np.take_along_axis(precision, run_end, axis=1)
     n_pos = labels.sum(axis=1)
-    with np.errstate(invalid='ignore', divide='ignore'):
+    with np.errstate(invalid='ignore'):  # 0 / 0 of a row without a positive: NaN
         ap = (sorted_labels * precision_at_run_end).sum(axis=1) / n_pos
     ap[(n_pos == 0) | (n_pos == n_songs)] = np.nan
     return ap
