@@ -3,6 +3,7 @@
     python experiments.py                          # CPU budget on data/demo, 5 seeds (~2 h on 2 cores)
     python experiments.py --full                   # the original's settings (200 epochs of 10,000; for a GPU)
     python experiments.py --configs random balanced --seeds 0 --extra="--max_steps 2"   # a small part
+    python experiments.py --converge               # Tab1's trio trained to a plateau, under results/convergence
 
 1. Sampling (paper Tab1): random, balanced, balanced-weighted; acoustic model.
 2. Information source (Tab2 + category figure): cultural (cf), acoustic (spec), hybrid, and the hybrid with its item
@@ -12,6 +13,10 @@
 4. Learning curves: valid MAP against step for the runs of table 1.
 5. Beyond the paper: triplet vs InfoNCE with zero-shot tags (seen vs unseen MAP).
 6. Each claim as a paired difference per tag and seed with a bootstrap interval and a verdict (report.py).
+
+--converge trains random, balanced and balanced-weighted until the valid MAP levels off (no gain above
+0.001 for 10 validations in a row, 3,200 steps at most), with the same budget otherwise, and compares the verdicts
+with the budget grid's (convergence_report.py).
 
 Every run is `main.py --mode TRAIN` then `--mode TEST` in a subprocess, under results/runs/CONFIG/seedS/. It resumes:
 a finished run (its test/ outputs all written) is skipped, an interrupted one continues from its last.ckpt (written
@@ -37,6 +42,7 @@ import numpy as np
 import tracking
 from cli_args import HelpFormatter, non_negative_int, usage_examples
 from errors import UserError, exit_on_user_error
+from convergence_report import CONVERGE_CONFIGS, make_convergence_report
 from report import make_report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -61,6 +67,9 @@ ONE_SEED = set()
 # TEST in float32 on the original's 8 chunks, so the reported metrics are computed at full precision
 CPU_BUDGET = ['--n_channels', '32', '--batch_size', '64', '--epoch_size', '2048', '--n_epochs', '12', '--lr', '1e-3']
 CPU_TRAIN_ONLY = ['--num_chunk', '4', '--precision', 'bf16-mixed', '--channels_last', 'True']
+# to a plateau: the budget's epochs become a ceiling (100 x 32 = 3,200 steps) and the plateau rule ends each run
+PLATEAU = ['--early_stop_patience', '10', '--early_stop_min_delta', '0.001', '--max_steps', '3200']
+CONVERGE_EPOCHS = '100'
 DATA_FILES = ['tags.npy', 'binaries.npy', 'train_ids.npy', 'valid_ids.npy', 'test_ids.npy', 'train_tag_to_ix.pkl',
               'tag_categories.tsv', 'google_emb.pkl', 'music_emb.pkl', 'ix_to_cf.npy']
 def run_dir(out, name, seed):
@@ -210,27 +219,47 @@ def git_commit():
     return (git('rev-parse', 'HEAD') or 'unknown') + (' (with uncommitted changes)' if dirty else '')
 
 
+def apply_mode(args):
+    """The defaults that depend on --converge and --full: output folder, experiment, configurations, budget."""
+    suffix = '-convergence' if args.converge else ''
+    args.out = args.out or os.path.join(HERE, 'results', *(['convergence'] if args.converge else []))
+    args.experiment_name = args.experiment_name or 'tag-retrieval-grid' + suffix
+    args.configs = args.configs or (list(CONVERGE_CONFIGS) if args.converge else list(CONFIGS))
+    args.budget = [] if args.full else list(CPU_BUDGET)
+    args.train_only = [] if args.full else list(CPU_TRAIN_ONLY)
+    if args.converge:
+        if not args.full:  # the epoch count becomes a ceiling; the plateau rule and the step cap end the run
+            args.budget[args.budget.index('--n_epochs') + 1] = CONVERGE_EPOCHS
+        args.train_only += PLATEAU
+
+
 @exit_on_user_error
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=usage_examples(__doc__),
                                      formatter_class=HelpFormatter)
     parser.add_argument('--data_path', default=os.path.join(HERE, 'data', 'demo'), help='dataset of every run')
-    parser.add_argument('--out', default=os.path.join(HERE, 'results'), help='tables, figures and runs/ go here')
+    parser.add_argument('--out', default=None,
+                        help='tables, figures and runs/ go here; None: results/ (results/convergence/ with --converge)')
     parser.add_argument('--seeds', type=non_negative_int, nargs='+', default=[0, 1, 2, 3, 4],
                         help='seeds of every configuration')
-    parser.add_argument('--configs', nargs='+', choices=list(CONFIGS), default=list(CONFIGS),
-                        help='configurations to run')
+    parser.add_argument('--configs', nargs='+', choices=list(CONFIGS), default=None,
+                        help='configurations to run; None: all (the sampling trio with --converge)')
     parser.add_argument('--full', action='store_true', help="the original's settings instead of the CPU budget")
+    parser.add_argument('--converge', action='store_true',
+                        help='train each run until the valid MAP levels off (' + ' '.join(PLATEAU) + '), not for '
+                             'a fixed budget; later --extra flags override these')
+    parser.add_argument('--budget_out', default=os.path.join(HERE, 'results'),
+                        help='with --converge: the budget grid whose verdicts the converged ones are compared with')
     parser.add_argument('--extra', default='', help='more main.py flags for every run, e.g. "--max_steps 2"')
     parser.add_argument('--mlflow_uri', default=None,
                         help=f'MLflow store or server for the runs; None: sqlite:///{tracking.DEFAULT_STORE}')
-    parser.add_argument('--experiment_name', default='tag-retrieval-grid', help='MLflow experiment of the grid')
+    parser.add_argument('--experiment_name', default=None,
+                        help='MLflow experiment of the grid; None: tag-retrieval-grid (-convergence with --converge)')
     parser.add_argument('--report_only', action='store_true', help='only rebuild tables and figures')
     parser.add_argument('--allow_other_data', action='store_true',
                         help='add runs to a results folder made on data with other checksums')
     args = parser.parse_args()
-    args.budget = [] if args.full else CPU_BUDGET
-    args.train_only = [] if args.full else CPU_TRAIN_ONLY
+    apply_mode(args)
     if not os.path.isfile(os.path.join(args.data_path, 'tags.npy')):
         raise UserError(f'no dataset at {args.data_path}; build it with `python make_demo_data.py` or pass --data_path')
     os.makedirs(args.out, exist_ok=True)
@@ -251,6 +280,8 @@ def main():
             status = run_one(name, seed, args)
             print(f'[{k + 1}/{len(jobs)}] {name} seed {seed}: {status} ({time.time() - t:.0f} s)', flush=True)
     sections = make_report(args.out, args.data_path)
+    if args.converge:
+        sections += make_convergence_report(args.out, args.budget_out)
     commit = git_commit()
     commits = commits_of_runs(args.out)
     if len(commits) > 1:

@@ -92,6 +92,11 @@ def build_parser():
     new.add_argument('--result_path', type=str, default=None,
                      help='where TEST writes per_tag.csv, summary.json, scores.npy; None: <checkpoint dir>/test')
     new.add_argument('--max_steps', type=max_steps_arg, default=-1, help='stop after this many steps (-1: no limit)')
+    new.add_argument('--early_stop_patience', type=non_negative_int, default=0,
+                     help='stop TRAIN once the valid MAP has not improved by more than --early_stop_min_delta for '
+                          'this many validations in a row; best.ckpt stays the best (0: off, the original)')
+    new.add_argument('--early_stop_min_delta', type=non_negative_float, default=0.0,
+                     help='with --early_stop_patience: the valid MAP gain that counts as an improvement')
     new.add_argument('--limit_train_batches', type=int_or_float, default=1.0, help='batches (int) or fraction per epoch')
     new.add_argument('--limit_val_batches', type=int_or_float, default=1.0, help='batches (int) or fraction per validation')
     new.add_argument('--limit_test_batches', type=int_or_float, default=1.0, help='batches (int) or fraction in TEST')
@@ -188,15 +193,30 @@ def train(config):
     # last.ckpt after every epoch, whether or not the valid MAP improved: the state a resume continues from
     last_cb = ModelCheckpoint(dirpath=config.model_save_path, filename='last', monitor=None, save_top_k=1,
                               enable_version_counter=False)
-    trainer = make_trainer(config, False, [checkpoint_cb, last_cb], logger)
+    stopper = plateau_stopper(config)
+    trainer = make_trainer(config, False, [checkpoint_cb, last_cb] + ([stopper] if stopper else []), logger)
     trainer.fit(solver, datamodule=dm, ckpt_path=config.ckpt_path)
     checkpoint_cb.last_model_path = last_cb.best_model_path
     if trainer.is_global_zero:
+        # how training ended, beside the config: the step it stopped at and whether the plateau rule stopped it
+        settings.update(trained_steps=trainer.global_step, stopped_early=bool(stopper and stopper.stopped_epoch))
         atomic_write_bytes(os.path.join(config.model_save_path, 'config.json'),
                            json.dumps(settings, indent=1, default=str).encode())
-        print(f'best valid map {checkpoint_cb.best_model_score} -> {checkpoint_cb.best_model_path}; '
+        ended = f'stopped early at step {trainer.global_step} (valid MAP levelled off)' if \
+            settings['stopped_early'] else f'trained {trainer.global_step} steps'
+        print(f'{ended}; best valid map {checkpoint_cb.best_model_score} -> {checkpoint_cb.best_model_path}; '
               f'last -> {checkpoint_cb.last_model_path}')
     return checkpoint_cb
+
+
+def plateau_stopper(config):
+    """Lightning's EarlyStopping on the valid MAP for --early_stop_patience > 0, else None. Its counters are saved
+    in every checkpoint, so a resumed run stops at the same validation as an uninterrupted one."""
+    if not config.early_stop_patience:
+        return None
+    from pytorch_lightning.callbacks import EarlyStopping
+    return EarlyStopping(monitor='map', mode='max', patience=config.early_stop_patience,
+                         min_delta=config.early_stop_min_delta, strict=True, verbose=False)
 
 
 @exit_on_user_error

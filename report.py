@@ -134,14 +134,15 @@ def category_figure(out, names, labels):
     return path
 
 
-def curve_points(folder):
-    """{step: valid MAP} of one run, from its CSV logs (a resumed run has several versions)."""
+def curve_points(folder, column='map'):
+    """{step: value} of one logged metric of a run (default: valid MAP), from its CSV logs (a resumed run has
+    several versions)."""
     points = {}
     for metrics in sorted(glob.glob(os.path.join(folder, 'logs', 'version_*', 'metrics.csv'))):
         with open(metrics) as f:
             for row in csv.DictReader(f):
-                if row.get('map'):
-                    points[int(row['step'])] = float(row['map'])
+                if row.get(column):
+                    points[int(row['step'])] = float(row[column])
     return points
 
 

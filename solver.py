@@ -51,6 +51,20 @@ def sample_negatives(tag_emb, song_emb, tag_index, song_labels, weighted=False):
     return negative, total.squeeze(1) > 0
 
 
+def negative_diagnostics(tag_emb, song_emb, tag_index, song_labels, negative, has_negative, losses):
+    """What the sampler did in one step, for the logs: the mean cosine (tag_i, drawn negative) and the mean cosine
+    (tag_i, a valid negative drawn uniformly), exactly (an average over the valid songs, no extra draw, so the
+    random stream and the training are untouched), over the rows that have a negative; and the share of those rows
+    whose triplet loss is zero (negatives already easy enough to teach nothing). losses: (rows with a negative,)."""
+    with torch.no_grad():
+        similarity = cosine_scores(tag_emb.detach().float(), song_emb.detach().float())[has_negative]
+        valid = (song_labels[:, tag_index].T == 0)[has_negative].float()
+        drawn = similarity.gather(1, negative[has_negative].unsqueeze(1)).squeeze(1)
+        uniform = (similarity * valid).sum(dim=1) / valid.sum(dim=1)
+        return {'negative_cos': drawn.mean(), 'uniform_negative_cos': uniform.mean(),
+                'zero_loss_rows': (losses == 0).float().mean()}
+
+
 def triplet_loss(anchor, positive, negative, margin):
     """Per-row relu(margin - cos(anchor, positive) + cos(anchor, negative))."""
     return F.relu(margin - F.cosine_similarity(anchor, positive, dim=-1)
@@ -145,6 +159,11 @@ class Solver(pl.LightningModule):
                                                       self.hparams.is_weighted)
             losses = triplet_loss(tag_emb, song_emb, song_emb[negative], self.hparams.margin)[has_negative]
             skipped = (~has_negative).sum().float()
+            if has_negative.any():
+                diagnostics = negative_diagnostics(tag_emb, song_emb, batch['tag'], batch['labels'], negative,
+                                                   has_negative, losses)
+                for name, value in diagnostics.items():
+                    self.log(f'train/{name}', value, on_step=False, on_epoch=True, batch_size=len(losses))
         loss = losses.mean() if len(losses) else (tag_emb.sum() + song_emb.sum()) * 0.0
         if not torch.isfinite(loss):
             raise UserError(f'the training loss became {loss.item()} at step {self.global_step} (epoch '
