@@ -2,12 +2,13 @@
 by side, and what the distance-weighted sampler did over training (experiments.py --converge writes these).
 
     python experiments.py --converge --report_only
-    from convergence_report import make_convergence_report; make_convergence_report('results/convergence', 'results')
+    from convergence_report import make_convergence_report; make_convergence_report('results/convergence')
 
 - table_stopping: per run, the step it stopped at, whether the plateau rule (not the step cap) ended it, the step
   and value of its best valid MAP, and its TEST MAP.
 - table_budget_vs_converged: the three Tab1 claims as paired differences (report.paired_difference: the same seeds
-  and test songs, per tag, bootstrap over tags and seeds) in the budget grid and at convergence, and the change.
+  and test songs, per tag, bootstrap over tags and seeds) at the budget (each run's best checkpoint up to the
+  budget's step, TESTed into test_budget/) and at convergence (its best checkpoint, test/), and the change.
 - sampler_diagnostics.png and table_sampler: the mean cosine between a tag and the negative drawn for it, minus
   the mean cosine of a uniformly drawn valid negative (> 0: the sampler prefers harder negatives than chance), and
   the share of triplets whose loss is already zero, over training.
@@ -52,20 +53,20 @@ def stopping_rows(out):
     return rows
 
 
-def claim_cells(out, a, b, direction):
-    """[seeds, mean, interval, verdict] of A - B in one results folder, or blanks when a side has no run."""
-    diff, seeds = paired_difference(out, a, b, None)
+def claim_cells(out, a, b, direction, result):
+    """[seeds, mean, interval, verdict] of A - B from the runs' `result` folders, or blanks when a side has none."""
+    diff, seeds = paired_difference(out, a, b, None, result)
     if diff is None:
         return ['0', '', '', ''], None
     mean, low, high = paired_bootstrap(diff)
     return [str(len(seeds)), f'{mean:+.4f}', f'[{low:+.4f}, {high:+.4f}]', verdict(low, high, direction)], mean
 
 
-def budget_vs_converged_rows(out, budget_out):
+def budget_vs_converged_rows(out):
     rows = []
     for claim, a, b, _, direction in TAB1_CLAIMS:
-        budget, budget_mean = claim_cells(budget_out, a, b, direction)
-        converged, converged_mean = claim_cells(out, a, b, direction)
+        budget, budget_mean = claim_cells(out, a, b, direction, 'test_budget')
+        converged, converged_mean = claim_cells(out, a, b, direction, 'test')
         change = '' if budget_mean is None or converged_mean is None else f'{converged_mean - budget_mean:+.4f}'
         rows.append([claim] + budget + converged + [change])
     return rows
@@ -109,7 +110,7 @@ def sampler_rows_and_figure(out):
     return rows
 
 
-def make_convergence_report(out, budget_out):
+def make_convergence_report(out):
     """Writes the tables and the figure above into `out`; returns their Markdown sections."""
     sections = []
     stops = stopping_rows(out)
@@ -117,14 +118,15 @@ def make_convergence_report(out, budget_out):
         sections.append('### Where each run stopped\n\n' + write_table(
             out, 'table_stopping', ['model', 'seed', 'stopped at step', 'ended by', 'best valid MAP at step',
                                     'best valid MAP', 'TEST MAP'], stops))
-    pairs = budget_vs_converged_rows(out, budget_out)
+    pairs = budget_vs_converged_rows(out)
     if any(row[5] != '0' for row in pairs):
         sections.append('### Tab1 at the budget and at convergence\n\n' + write_table(
             out, 'table_budget_vs_converged',
             ['claim', 'budget seeds', 'budget A - B', 'budget 95% interval', 'budget verdict', 'converged seeds',
              'converged A - B', 'converged 95% interval', 'converged verdict', 'change of A - B'], pairs,
-            'A - B: mean per-tag AP difference over the seeds both sides ran (report.py method); budget: '
-            f'{os.path.relpath(budget_out, out)}/runs; converged: runs/ here.'))
+            'A - B: mean per-tag AP difference over the seeds both sides ran (report.py method). Budget: each run\'s '
+            'best checkpoint up to the budget\'s last step (test_budget/); converged: its best checkpoint (test/). '
+            'The same runs, seeds and test songs on both sides.'))
     sampler = sampler_rows_and_figure(out)
     if sampler:
         sections.append('### What the sampler draws\n\n' + write_table(

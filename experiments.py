@@ -15,8 +15,9 @@
 6. Each claim as a paired difference per tag and seed with a bootstrap interval and a verdict (report.py).
 
 --converge trains random, balanced and balanced-weighted until the valid MAP levels off (no gain above
-0.001 for 10 validations in a row, 3,200 steps at most), with the same budget otherwise, and compares the verdicts
-with the budget grid's (convergence_report.py).
+0.001 for 10 validations in a row, 3,200 steps at most), with the same budget otherwise; each run also keeps and
+TESTs the checkpoint the 384-step budget would have selected, so the verdicts at the budget and at convergence come
+from the same runs (convergence_report.py).
 
 Every run is `main.py --mode TRAIN` then `--mode TEST` in a subprocess, under results/runs/CONFIG/seedS/. It resumes:
 a finished run (its test/ outputs all written) is skipped, an interrupted one continues from its last.ckpt (written
@@ -67,7 +68,10 @@ ONE_SEED = set()
 # TEST in float32 on the original's 8 chunks, so the reported metrics are computed at full precision
 CPU_BUDGET = ['--n_channels', '32', '--batch_size', '64', '--epoch_size', '2048', '--n_epochs', '12', '--lr', '1e-3']
 CPU_TRAIN_ONLY = ['--num_chunk', '4', '--precision', 'bf16-mixed', '--channels_last', 'True']
-# to a plateau: the budget's epochs become a ceiling (100 x 32 = 3,200 steps) and the plateau rule ends each run
+# to a plateau: the budget's epochs become a ceiling (100 x 32 = 3,200 steps) and the plateau rule ends each run;
+# the checkpoint the budget run would have kept (best valid MAP up to 12 x 2,048 / 64 = 384 steps) is kept too, so
+# the verdicts at the budget and at convergence come from the same runs on the same data
+BUDGET_STEPS = 384
 PLATEAU = ['--early_stop_patience', '10', '--early_stop_min_delta', '0.001', '--max_steps', '3200']
 CONVERGE_EPOCHS = '100'
 DATA_FILES = ['tags.npy', 'binaries.npy', 'train_ids.npy', 'valid_ids.npy', 'test_ids.npy', 'train_tag_to_ix.pkl',
@@ -79,7 +83,8 @@ def run_dir(out, name, seed):
 def run_one(name, seed, args):
     folder = run_dir(args.out, name, seed)
     # TEST writes summary.json last; all three present and non-empty is a finished run, anything less is redone
-    outputs = [os.path.join(folder, 'test', name) for name in ('scores.npy', 'per_tag.csv', 'summary.json')]
+    outputs = [os.path.join(folder, result, name) for _, result in args.tests
+               for name in ('scores.npy', 'per_tag.csv', 'summary.json')]
     if all(os.path.isfile(path) and os.path.getsize(path) > 0 for path in outputs):
         with open(os.path.join(folder, 'config.json')) as f:
             run_id = json.load(f).get('mlflow_run_id')
@@ -101,11 +106,21 @@ def run_one(name, seed, args):
         _call(train, os.path.join(folder, 'train.log'))
         if os.path.isfile(last):  # finished: last.ckpt stays, but TRAIN is not repeated on a rerun
             os.replace(last, os.path.join(folder, 'last_finished.ckpt'))
-    test = [sys.executable, '-u', os.path.join(HERE, 'main.py'), '--mode', 'TEST', '--model_load_path',
-            os.path.join(folder, 'best.ckpt'), '--result_path', os.path.join(folder, 'test')] + common
-    _call(test, os.path.join(folder, 'test.log'))
+    for pattern, result in args.tests:
+        test = [sys.executable, '-u', os.path.join(HERE, 'main.py'), '--mode', 'TEST', '--model_load_path',
+                one_checkpoint(folder, pattern), '--result_path', os.path.join(folder, result)] + common
+        _call(test, os.path.join(folder, f'{result}.log'))
     record_provenance(folder, f'TRAIN + TEST finished in {time.time() - started:.0f} s')
     return 'ran'
+
+
+def one_checkpoint(folder, pattern):
+    """The checkpoint of a run that `pattern` names (best_until_*.ckpt: whatever step --extra set)."""
+    found = sorted(glob.glob(os.path.join(folder, pattern)))
+    if len(found) != 1:
+        raise UserError(f'expected one {pattern} in {folder}, found {len(found)}; remove the stale ones or the run '
+                        'folder to retrain it')
+    return found[0]
 
 
 def mlflow_flags(name, seed, args):
@@ -227,10 +242,15 @@ def apply_mode(args):
     args.configs = args.configs or (list(CONVERGE_CONFIGS) if args.converge else list(CONFIGS))
     args.budget = [] if args.full else list(CPU_BUDGET)
     args.train_only = [] if args.full else list(CPU_TRAIN_ONLY)
+    args.tests = [('best.ckpt', 'test')]  # (checkpoint file pattern, result folder) pairs TESTed after TRAIN
     if args.converge:
-        if not args.full:  # the epoch count becomes a ceiling; the plateau rule and the step cap end the run
-            args.budget[args.budget.index('--n_epochs') + 1] = CONVERGE_EPOCHS
-        args.train_only += PLATEAU
+        if args.full:
+            raise UserError('--converge runs the CPU budget to a plateau; with --full pass the plateau flags to '
+                            'main.py through --extra, e.g. --extra "--early_stop_patience 10"')
+        # the epoch count becomes a ceiling; the plateau rule and the step cap end the run
+        args.budget[args.budget.index('--n_epochs') + 1] = CONVERGE_EPOCHS
+        args.train_only += PLATEAU + ['--keep_best_until_step', str(BUDGET_STEPS)]
+        args.tests.append(('best_until_*.ckpt', 'test_budget'))
 
 
 @exit_on_user_error
@@ -248,8 +268,6 @@ def main():
     parser.add_argument('--converge', action='store_true',
                         help='train each run until the valid MAP levels off (' + ' '.join(PLATEAU) + '), not for '
                              'a fixed budget; later --extra flags override these')
-    parser.add_argument('--budget_out', default=os.path.join(HERE, 'results'),
-                        help='with --converge: the budget grid whose verdicts the converged ones are compared with')
     parser.add_argument('--extra', default='', help='more main.py flags for every run, e.g. "--max_steps 2"')
     parser.add_argument('--mlflow_uri', default=None,
                         help=f'MLflow store or server for the runs; None: sqlite:///{tracking.DEFAULT_STORE}')
@@ -281,7 +299,7 @@ def main():
             print(f'[{k + 1}/{len(jobs)}] {name} seed {seed}: {status} ({time.time() - t:.0f} s)', flush=True)
     sections = make_report(args.out, args.data_path)
     if args.converge:
-        sections += make_convergence_report(args.out, args.budget_out)
+        sections += make_convergence_report(args.out)
     commit = git_commit()
     commits = commits_of_runs(args.out)
     if len(commits) > 1:

@@ -97,6 +97,9 @@ def build_parser():
                           'this many validations in a row; best.ckpt stays the best (0: off, the original)')
     new.add_argument('--early_stop_min_delta', type=non_negative_float, default=0.0,
                      help='with --early_stop_patience: the valid MAP gain that counts as an improvement')
+    new.add_argument('--keep_best_until_step', type=max_steps_arg, default=-1,
+                     help='also write best_until_N.ckpt: the best valid MAP among the validations up to step N, '
+                          'i.e. what a run with that budget would have kept (-1: off)')
     new.add_argument('--limit_train_batches', type=int_or_float, default=1.0, help='batches (int) or fraction per epoch')
     new.add_argument('--limit_val_batches', type=int_or_float, default=1.0, help='batches (int) or fraction per validation')
     new.add_argument('--limit_test_batches', type=int_or_float, default=1.0, help='batches (int) or fraction in TEST')
@@ -194,7 +197,8 @@ def train(config):
     last_cb = ModelCheckpoint(dirpath=config.model_save_path, filename='last', monitor=None, save_top_k=1,
                               enable_version_counter=False)
     stopper = plateau_stopper(config)
-    trainer = make_trainer(config, False, [checkpoint_cb, last_cb] + ([stopper] if stopper else []), logger)
+    optional = [c for c in (stopper, budget_checkpoint(config)) if c]
+    trainer = make_trainer(config, False, [checkpoint_cb, last_cb] + optional, logger)
     trainer.fit(solver, datamodule=dm, ckpt_path=config.ckpt_path)
     checkpoint_cb.last_model_path = last_cb.best_model_path
     if trainer.is_global_zero:
@@ -207,6 +211,26 @@ def train(config):
         print(f'{ended}; best valid map {checkpoint_cb.best_model_score} -> {checkpoint_cb.best_model_path}; '
               f'last -> {checkpoint_cb.last_model_path}')
     return checkpoint_cb
+
+
+def budget_checkpoint(config):
+    """For --keep_best_until_step N: a ModelCheckpoint on the valid MAP that stops updating after step N, so one run
+    trained to a plateau also yields the checkpoint a run with an N-step budget would have selected."""
+    if config.keep_best_until_step < 1:
+        return None
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    until = config.keep_best_until_step
+
+    class BestUntilStep(ModelCheckpoint):
+        def _should_skip_saving_checkpoint(self, trainer):
+            return trainer.global_step > until or super()._should_skip_saving_checkpoint(trainer)
+
+        @property
+        def state_key(self):  # its own saved state, apart from best.ckpt's callback on the same metric
+            return f'{super().state_key}[until_step={until}]'
+
+    return BestUntilStep(dirpath=config.model_save_path, filename=f'best_until_{until}', monitor='map', mode='max',
+                         save_top_k=1, enable_version_counter=False)
 
 
 def plateau_stopper(config):

@@ -20,10 +20,15 @@ PLATEAU = ['--early_stop_patience', '2', '--early_stop_min_delta', '1', '--n_epo
 
 def test_plateau_stops_training_and_a_killed_run_resumes_to_the_same_stop(dataset, tmp_path):
     data = dataset['root']
-    reference = run('--data_path', data, '--model_save_path', tmp_path / 'ref', *TINY, *PLATEAU)
+    reference = run('--data_path', data, '--model_save_path', tmp_path / 'ref', *TINY, *PLATEAU,
+                    '--keep_best_until_step', '16')
     config = json.load(open(tmp_path / 'ref' / 'config.json'))
     assert config['stopped_early'] is True and config['trained_steps'] == 24
     assert config['early_stop_patience'] == 2
+    # the checkpoint kept up to step 16 is the one a 2-epoch run (16 steps) selects, bit for bit
+    budget = run('--data_path', data, '--model_save_path', tmp_path / 'budget', *TINY, '--n_epochs', '2')
+    a, b = weights(tmp_path / 'ref' / 'best_until_16.ckpt'), weights(budget.best_model_path)
+    assert max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].numel()) == 0
     # killed after its first epoch: the restored counters (best MAP, validations without gain) must stop the resumed
     # run at the same validation; counters started afresh would run one epoch longer (32 steps)
     last = kill_once_last_checkpoint_exists(data, str(tmp_path / 'killed'), *PLATEAU)
@@ -36,8 +41,8 @@ def test_plateau_stops_training_and_a_killed_run_resumes_to_the_same_stop(datase
 
 
 def test_without_patience_training_runs_its_epochs(dataset, tmp_path):
-    run('--data_path', dataset['root'], '--model_save_path', tmp_path / 'ck', *TINY[:-6], '--n_epochs', '2',
-        '--logger', 'csv', '--accelerator', 'cpu')
+    run('--data_path', dataset['root'], '--model_save_path', tmp_path / 'ck', *TINY, '--n_epochs', '2',
+        '--logger', 'csv')
     config = json.load(open(tmp_path / 'ck' / 'config.json'))
     assert config['stopped_early'] is False and config['trained_steps'] == 16
     # the sampler's diagnostics are logged once an epoch
@@ -89,9 +94,9 @@ def test_weighted_sampling_draws_harder_negatives_than_uniform():
 def test_converge_grid_writes_stopping_verdict_and_sampler_tables(dataset, tmp_path):
     out = tmp_path / 'convergence'
     toy = '--n_channels 8 --batch_size 32 --epoch_size 64 --num_chunk 4 --early_stop_patience 1 ' \
-          '--early_stop_min_delta 1 --max_steps 50'
+          '--early_stop_min_delta 1 --max_steps 50 --keep_best_until_step 2'
     command = [sys.executable, os.path.join(ROOT, 'experiments.py'), '--converge', '--data_path', dataset['root'],
-               '--out', str(out), '--budget_out', str(out), '--configs', 'random', 'balanced_weighted',
+               '--out', str(out), '--configs', 'random', 'balanced_weighted',
                '--seeds', '0', '--extra', toy, '--mlflow_uri', f'sqlite:///{tmp_path}/mlruns.db']
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -101,8 +106,13 @@ def test_converge_grid_writes_stopping_verdict_and_sampler_tables(dataset, tmp_p
         [('random', '4', 'plateau'), ('balanced_weighted', '4', 'plateau')]
     pairs = list(csv.DictReader(open(out / 'table_budget_vs_converged.csv')))
     row = next(r for r in pairs if r['claim'].startswith('balanced-weighted > random'))
-    # the same folder on both sides: the same difference, changed by exactly zero
-    assert row['budget A - B'] == row['converged A - B'] and row['change of A - B'] in ('+0.0000', '-0.0000')
+    assert row['budget seeds'] == row['converged seeds'] == '1'
+    change = float(row['converged A - B']) - float(row['budget A - B'])
+    assert float(row['change of A - B']) == pytest.approx(change, abs=2e-4)
+    for name in ('random', 'balanced_weighted'):  # both checkpoints of every run were TESTed
+        run_folder = out / 'runs' / name / 'seed0'
+        assert (run_folder / 'test_budget' / 'summary.json').is_file() and (run_folder / 'best_until_2.ckpt').is_file()
+        assert (run_folder / 'test' / 'summary.json').is_file()
     sampler = list(csv.DictReader(open(out / 'table_sampler.csv')))
     assert {r['model'] for r in sampler} == {'random', 'balanced_weighted'}
     assert (out / 'sampler_diagnostics.png').stat().st_size > 1000
