@@ -149,7 +149,7 @@ def prepare(config, splits, checkpoint_path):
     return dm, data, model_state, hparams
 
 
-def make_trainer(config, testing, callbacks=(), logger=False):
+def make_trainer(config, callbacks=(), logger=False):
     import pytorch_lightning as pl
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
@@ -161,7 +161,7 @@ def make_trainer(config, testing, callbacks=(), logger=False):
                     limit_train_batches=config.limit_train_batches, limit_val_batches=config.limit_val_batches,
                     limit_test_batches=config.limit_test_batches, logger=logger, callbacks=list(callbacks),
                     reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0, log_every_n_steps=10,
-                    enable_model_summary=not testing)
+                    enable_model_summary=False)  # train() prints one line instead of the 12-line table
     try:
         return pl.Trainer(**settings)
     except (ValueError, MisconfigurationException) as e:  # a flag Lightning refuses: --strategy, --accelerator...
@@ -196,9 +196,10 @@ def train(config):
     # last.ckpt after every epoch, whether or not the valid MAP improved: the state a resume continues from
     last_cb = ModelCheckpoint(dirpath=config.model_save_path, filename='last', monitor=None, save_top_k=1,
                               enable_version_counter=False)
+    print(f'model: {type(solver.model).__name__}, {sum(p.numel() for p in solver.parameters()):,} parameters')
     stopper = plateau_stopper(config)
     optional = [c for c in (stopper, budget_checkpoint(config)) if c]
-    trainer = make_trainer(config, False, [checkpoint_cb, last_cb] + optional, logger)
+    trainer = make_trainer(config, [checkpoint_cb, last_cb] + optional, logger)
     trainer.fit(solver, datamodule=dm, ckpt_path=config.ckpt_path)
     checkpoint_cb.last_model_path = last_cb.best_model_path
     if trainer.is_global_zero:
@@ -208,7 +209,8 @@ def train(config):
                            json.dumps(settings, indent=1, default=str).encode())
         ended = f'stopped early at step {trainer.global_step} (valid MAP levelled off)' if \
             settings['stopped_early'] else f'trained {trainer.global_step} steps'
-        print(f'{ended}; best valid map {checkpoint_cb.best_model_score} -> {checkpoint_cb.best_model_path}; '
+        best = 'none' if checkpoint_cb.best_model_score is None else f'{float(checkpoint_cb.best_model_score):.4f}'
+        print(f'{ended}; best valid map {best} -> {checkpoint_cb.best_model_path}; '
               f'last -> {checkpoint_cb.last_model_path}')
     return checkpoint_cb
 
@@ -263,7 +265,7 @@ def test(config):
     solver = Solver(input_type=config.input_type, result_path=result_path, config=settings, **training,
                     channels_last=config.channels_last, **model_dims(model_state, hparams))
     load_state(solver.model, path, model_state)
-    trainer = make_trainer(config, True)
+    trainer = make_trainer(config)
     trainer.test(solver, datamodule=dm, verbose=False)
     if not trainer.is_global_zero:
         return None
@@ -281,8 +283,11 @@ def main(config):
 
 
 if __name__ == '__main__':
-    args = build_parser().parse_args()
+    from console import config_line, quiet_lightning
+    parser = build_parser()
+    args = parser.parse_args()
     take_neptune_key(args)
-    print(public_config(args))
+    quiet_lightning()
+    print(config_line(args, parser))
     main(args)
     sys.exit(0)
