@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from errors import UserError
-from data_checks import refuse_non_finite
+from data_checks import check_tag_to_ix, refuse_non_finite
 from preprocess_utils import load_array, spec_path
 from safe_pickle import load_pickle
 
@@ -147,6 +147,7 @@ class SplitData:
             self.categories = np.array([found.get(t, 'unknown') for t in self.tags])
 
         refuse_non_finite(self, splits)
+        check_tag_to_ix(self, path('train_tag_to_ix.pkl'))
         if input_type in ('spec', 'hybrid'):
             for split in splits:
                 self.check_spectrograms(self.ids[split][1])

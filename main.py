@@ -46,7 +46,7 @@ def build_parser():
 
     train = parser.add_argument_group('training parameters (the original\'s)')
     train.add_argument('--n_epochs', type=positive_int, default=200, help='epochs of --epoch_size samples')
-    train.add_argument('--gpu_id', type=str, default='0', help='GPU indices (e.g. 0 or 0,1); CPU when none')
+    train.add_argument('--gpu_id', type=str, default='0', help='GPU indices (e.g. 0 or 0,1; -1: every GPU, as the original); CPU when none')
     train.add_argument('--lr', type=learning_rate, default=1e-4, help='Adam learning rate')
     train.add_argument('--model_save_path', type=str, default='./checkpoints',
                        help='best.ckpt, last.ckpt, config.json and logs go here')
@@ -114,6 +114,8 @@ def resolve_devices(config):
     if accelerator in ('gpu', 'cuda') and not torch.cuda.is_available():
         raise UserError(f'--accelerator {config.accelerator}: no CUDA device is visible; use --accelerator cpu')
     devices = config.devices
+    if devices is None and accelerator in ('gpu', 'cuda') and config.gpu_id.strip() == '-1':
+        devices = -1  # the original's Lightning read --gpu_id -1 as every visible GPU
     if devices is None:
         try:
             devices = [int(g) for g in config.gpu_id.split(',') if g.strip()] if accelerator in ('gpu', 'cuda') else 1

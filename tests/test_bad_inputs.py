@@ -109,6 +109,14 @@ def set_item_factor(root, row, value):
     np.save(root / 'ix_to_cf.npy', cf)
 
 
+def drop_first_song_of_tag(root, tag):
+    with open(root / 'train_tag_to_ix.pkl', 'rb') as f:
+        listed = pickle.load(f)
+    listed[tag] = listed[tag][1:]
+    with open(root / 'train_tag_to_ix.pkl', 'wb') as f:
+        pickle.dump(listed, f)
+
+
 def set_spec_value(path, value):
     spec = np.load(path)
     spec[3, 5] = value
@@ -144,6 +152,11 @@ DATA_CASES = {  # name: (break the data folder, extra flags, the error names)
                              'holds NaN or infinite values'),
     'unknown zero-shot tag': (lambda r: (r / 'unseen.txt').write_text('tag01\nkazoo\n'),
                               ['--zeroshot_tags', '{root}/unseen.txt'], 'kazoo are not in tags.npy'),
+    'train_tag_to_ix.pkl disagreeing with binaries.npy': (
+        lambda r: drop_first_song_of_tag(r, 'tag01'), [], 'disagrees with binaries.npy and train_ids.npy for 1 tag(s): '
+        'tag01 ('),
+    'train_tag_to_ix.pkl not a dict': (lambda r: (r / 'train_tag_to_ix.pkl').write_bytes(pickle.dumps([1, 2])), [],
+                                       'holds a list, expected a dict of tag'),
     'extreme word vectors: the loss becomes NaN': (
         lambda r: set_word_vector(r, 'tag00', 3e38), ['--input_type', 'cf', '--lr', '1e-3'],
         'the training loss became nan at step 0'),

@@ -1,9 +1,12 @@
-"""TRAIN and TEST print the configuration once, the progress bar and the result table: none of Lightning's tips,
-restated defaults or its internal deprecation warnings; a real message of Lightning's still shows."""
+"""The command line: TRAIN and TEST print the configuration once, the progress bar and the result table (none of
+Lightning's tips, restated defaults or its internal deprecation warnings; a real message of Lightning's still shows),
+credentials never, and the original's flags read as the original read them."""
 import logging
 import os
 import subprocess
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--n_channels', '8', '--batch_size', '16', '--epoch_size', '32', '--num_chunk', '2', '--n_epochs', '1',
@@ -66,3 +69,14 @@ def test_config_line_redacts_passwords_in_uris(monkeypatch):
     line = config_line(args, parser)
     assert 's3cret' not in line and 'KEY123' not in line and 'bob' not in line
     assert '--mlflow_uri http://<redacted>@127.0.0.1:5000' in line and line.startswith('TRAIN spec: ')
+
+
+@pytest.mark.parametrize('gpu_id,devices', [('-1', -1), ('0', [0]), ('0,1', [0, 1]), ('1', [1])])
+def test_gpu_id_reads_as_the_originals(gpu_id, devices, monkeypatch):
+    """The original passed --gpu_id to Lightning as a string: '-1' every GPU, otherwise a list of indices."""
+    import torch
+
+    import main as cli
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    config = cli.build_parser().parse_args(['--gpu_id', gpu_id])
+    assert cli.resolve_devices(config) == ('gpu', devices)
