@@ -42,8 +42,9 @@ import numpy as np
 
 import tracking
 from cli_args import HelpFormatter, non_negative_int, usage_examples
-from errors import UserError, exit_on_user_error
 from convergence_report import CONVERGE_CONFIGS, make_convergence_report
+from errors import UserError, exit_on_user_error
+from preprocess_utils import kill_me_when_parent_dies
 from report import make_report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -134,7 +135,8 @@ def _call(command, log):
     with open(log, 'a') as f:
         f.write('$ ' + shlex.join(command) + '\n')
         f.flush()
-        code = subprocess.call(command, stdout=f, stderr=subprocess.STDOUT)
+        # the child dies with this process, even by SIGKILL: a rerun never trains beside an orphan
+        code = subprocess.call(command, stdout=f, stderr=subprocess.STDOUT, preexec_fn=kill_me_when_parent_dies)
     if code:
         raise UserError(f'{shlex.join(command[1:4])}... failed with exit code {code}; see {log}')
 
