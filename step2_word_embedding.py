@@ -32,6 +32,7 @@ import sys
 
 import numpy as np
 
+from dataset_import import TAG_WORDS, read_tag_table
 from errors import exit_on_user_error
 from errors import UserError
 from preprocess_utils import (Report, add_vector_path_arguments, atomic_pickle, atomic_write_bytes,
@@ -40,7 +41,6 @@ from preprocess_utils import (Report, add_vector_path_arguments, atomic_pickle, 
 
 GENSIM_GOOGLE_NAME = 'word2vec-google-news-300'
 TAB3_TAGS = ['jungle', 'house', 'country', 'metal', 'chill', 'brazilian', 'smooth jazz', 'deep house']
-TAG_WORDS = 'tag_words.tsv'
 
 
 def read_tags(paths):
@@ -65,22 +65,6 @@ def download_google_vectors():
         return api.load(GENSIM_GOOGLE_NAME)
     except Exception as error:
         raise UserError(f'gensim could not download {GENSIM_GOOGLE_NAME} ({error}); pass a local file with --google_path')
-
-
-def read_tag_words(path):
-    """dict tag -> its words, from "tag<TAB>word word ..." lines (# comments and blank lines skipped)."""
-    table = {}
-    with open(path, encoding='utf-8') as f:
-        for number, line in enumerate(f, 1):
-            line = line.rstrip('\r\n')
-            if not line.strip() or line.startswith('#'):
-                continue
-            tag, tab, words = line.partition('\t')
-            if not tab or not words.split():
-                raise UserError(f'{path} line {number}: {line!r} is not "tag<TAB>words" (words separated by '
-                                'spaces); fix the line')
-            table[tag] = words.split()
-    return table
 
 
 def tag_vectors(tags, vectors, tag_words=None):
@@ -167,7 +151,7 @@ def run(data_path, google_path=None, music_path=None, download=False, tags_files
         tag_words = os.path.join(data_path, TAG_WORDS)
     if tag_words is not None:
         require_file(tag_words, 'tag-to-words table', 'pass an existing file with --tag_words')
-    table_of_words = read_tag_words(tag_words) if tag_words else None
+    table_of_words = read_tag_table(tag_words)[0] if tag_words else None
     embeddings = load_embeddings(data_path, google_path, music_path, download, report)
 
     tables, missing = {}, {}
