@@ -303,6 +303,8 @@ def write_dataset(catalogue, data_path, audio_dir=None, drop_missing=False):
     check_track_ids(catalogue.tracks, catalogue.source)
     if audio_dir is not None:
         check_audio(catalogue, audio_dir, drop_missing, report)
+    if catalogue.tracks.empty:
+        raise UserError(f'{catalogue.source}: no track left to import (see the lines above); check --audio_dir')
     songs = np.sort(catalogue.tracks.track_id.to_numpy().astype(str))  # row IX = IX-th track id, as step 1
     tags = sorted(catalogue.pairs.tag.unique())
     binaries = np.zeros((len(songs), len(tags)), dtype=np.float32)

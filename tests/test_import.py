@@ -206,6 +206,10 @@ def test_missing_audio_is_refused_or_dropped_when_asked(jamendo, tmp_path):
     out = import_ok('mtg-jamendo', jamendo['root'], tmp_path / 'out', '--audio_dir', audio, '--drop_missing')
     assert 'train 11, valid 6, test 6' in out
     assert gone[0] in json.load(open(tmp_path / 'out' / 'import_report.json'))['dropped_without_audio']
+    (tmp_path / 'none').mkdir()
+    line = refused(tmp_path / 'out2', 'mtg-jamendo', jamendo['root'], tmp_path / 'out2', '--audio_dir',
+                   tmp_path / 'none', '--drop_missing')
+    assert 'no track left to import' in line
 
 
 def test_manifest_path_that_does_not_exist(jamendo, tmp_path):
