@@ -36,7 +36,8 @@ def music(seconds, sr=44100, seed=0):
     y += 0.1 * np.exp(-((t * 4) % 1) * 80) * rng.standard_normal(len(t))  # hi-hat
     note = np.arange(sr) / sr  # one-second plucked note, a new one every quarter second
     for start in range(0, len(t) - sr, sr // 4):
-        y[start:start + sr] += 0.2 * np.exp(-note * 4) * np.sin(2 * np.pi * 220 * 2 ** (rng.integers(0, 24) / 12) * note)
+        pitch = 220 * 2 ** (rng.integers(0, 24) / 12)
+        y[start:start + sr] += 0.2 * np.exp(-note * 4) * np.sin(2 * np.pi * pitch * note)
     y /= np.abs(y).max() * 1.25
     return np.stack([y, np.roll(y, 300)], axis=1).astype(np.float32)
 
@@ -124,7 +125,8 @@ def main(argv=None):
                 soundfile.write(path, music(seconds, seed=i), 44100, format='MP3', subtype='MPEG_LAYER_III')
                 paths.append(path)
             rows, mean_db, p999_db, backends = compare(paths)
-            print(f'{seconds} s tracks: soundfile {np.mean(rows["soundfile"]):.2f} s/file, audioread ({", ".join(backends)}) '
+            print(f'{seconds} s tracks: soundfile {np.mean(rows["soundfile"]):.2f} s/file, '
+                  f'audioread ({", ".join(backends)}) '
                   f'{np.mean(rows["audioread"]):.2f} s/file; mel difference mean {mean_db:.4f} dB, '
                   f'99.9th percentile {p999_db:.3f} dB')
             mp3_size = sum(os.path.getsize(p) for p in paths) / len(paths)

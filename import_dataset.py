@@ -43,7 +43,8 @@ def build_parser():
     own.add_argument('--threshold', type=non_negative_int, default=1,
                      help='artist split only: songs per tag needed in each of train/valid/test (step 1\'s THRESHOLD)')
     own.add_argument('--seed', type=int, default=0, help='artist split only: seed of the artist shuffles')
-    own.add_argument('--max_tries', type=positive_int, default=1000, help='artist split only: shuffles before giving up')
+    own.add_argument('--max_tries', type=positive_int, default=1000,
+                     help='artist split only: shuffles before giving up')
     for command in (jamendo, mtat, own):
         command.add_argument('data_path', help='folder the release layout is written to')
         command.add_argument('--audio_dir', required=command is own, default=None,

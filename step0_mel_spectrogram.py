@@ -47,7 +47,8 @@ def audio_files(audio_dir, data_path):
         return manifest_audio(audio_dir, manifest)
     paths = find_audio(audio_dir)
     if not paths:
-        raise UserError(f'no {"/".join(AUDIO_EXTENSIONS)} files under {audio_dir} (pass the folder that holds the audio)')
+        raise UserError(f'no {"/".join(AUDIO_EXTENSIONS)} files under {audio_dir} '
+                        '(pass the folder that holds the audio)')
     return [(os.path.splitext(os.path.basename(path))[0], path) for path in paths]
 
 

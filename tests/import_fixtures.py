@@ -126,14 +126,20 @@ def write_jamendo(root, split_number=0):
     return root
 
 
+def with_audio(base, root_name, audio_name, write_metadata, tracks, all_tags, sr, seed):
+    """{'root', 'audio', 'base'}: the metadata written by write_metadata(root), one MP3 per (path, tags)."""
+    root, audio = str(base / root_name), str(base / audio_name)
+    write_metadata(root)
+    for i, (path, tags) in enumerate(tracks):
+        write_mp3(os.path.join(audio, path), tone(tags, all_tags, sr, seed=seed + i), sr)
+    return {'root': root, 'audio': audio, 'base': base}
+
+
 @pytest.fixture(scope='session')
 def jamendo(tmp_path_factory):
-    base = tmp_path_factory.mktemp('jamendo')
-    root, audio = str(base / 'mtg-jamendo-dataset'), str(base / 'audio')
-    write_jamendo(root)
-    for i, track in enumerate(t for tracks in jamendo_tracks().values() for t in tracks):
-        write_mp3(os.path.join(audio, track[2]), tone(track[3], JAMENDO_TAGS, 22050, seed=i), 22050)
-    return {'root': root, 'audio': audio, 'base': base}
+    tracks = [(t[2], t[3]) for split in jamendo_tracks().values() for t in split]
+    return with_audio(tmp_path_factory.mktemp('jamendo'), 'mtg-jamendo-dataset', 'audio', write_jamendo, tracks,
+                      JAMENDO_TAGS, 22050, 0)
 
 
 def mtat_clips():
@@ -165,12 +171,9 @@ def write_mtat(root, clips=None):
 
 @pytest.fixture(scope='session')
 def mtat(tmp_path_factory):
-    base = tmp_path_factory.mktemp('mtat')
-    root, audio = str(base / 'magnatagatune'), str(base / 'mp3')
-    write_mtat(root)
-    for i, (_, path, tags) in enumerate(mtat_clips()):
-        write_mp3(os.path.join(audio, path), tone(tags, MTAT_TAGS, 16000, seed=100 + i), 16000)  # MTAT: 16 kHz
-    return {'root': root, 'audio': audio, 'base': base}
+    tracks = [(path, tags) for _, path, tags in mtat_clips()]
+    return with_audio(tmp_path_factory.mktemp('mtat'), 'magnatagatune', 'mp3', write_mtat, tracks, MTAT_TAGS,
+                      16000, 100)  # MagnaTagATune's clips are 16 kHz
 
 
 def csv_rows(n_artists=20, per_artist=3):
