@@ -68,7 +68,14 @@ def compare(paths):
     rows = {'soundfile': [], 'audioread': []}
     diffs = []
     backends = [b.__name__ for b in audioread.available_backends()]
-    decode_soundfile(paths[0]), decode_audioread(paths[0])  # warm-up: imports and first-call setup are not timed
+    decode_soundfile(paths[0])  # warm-up: imports and first-call setup are not timed
+    try:
+        decode_audioread(paths[0])
+    except Exception as error:  # only the raw backend (no ffmpeg, GStreamer or MAD): nothing to compare with
+        print(f'audioread cannot decode MP3 here ({type(error).__name__}; backends: {", ".join(backends)}): '
+              'install ffmpeg to compare; timing soundfile only')
+        rows = {'soundfile': [timed(decode_soundfile, path)[1] for path in paths], 'audioread': [float('nan')]}
+        return rows, float('nan'), float('nan'), backends
     for path in paths:
         a, ta = timed(decode_soundfile, path)
         b, tb = timed(decode_audioread, path)

@@ -95,6 +95,7 @@ def test_jamendo_keeps_the_official_split_and_runs_to_test_and_search(jamendo, g
     assert len(os.listdir(os.path.join(data, 'spec'))) > 4  # ids spread over folders, not all in spec/a/c/k
     report = open(os.path.join(data, 'step2_report.txt')).read()
     assert 'easylistening <- mean of easy + listening' in report and 'instrumentalpop <- mean of' in report
+    assert '--w2v_type music would need --music_path' in report
     assert per_tag.splitlines()[0] == 'tag,category,p@10,roc_auc,ap' and len(per_tag.splitlines()) == 1 + 9
     assert set(summary['means']['category']) == {'genre', 'instrument', 'mood/theme'}
     assert 0 <= summary['means']['all']['roc_auc'] <= 1
@@ -252,6 +253,16 @@ def test_tag_none_of_whose_words_is_known(jamendo, glove, tmp_path, capsys):
                    script='step2_word_embedding.py')
     assert 'google: easylistening' in line and str(data / 'tag_words.tsv') in line
     assert not (data / 'google_emb.pkl').exists()
+
+
+def test_step0_max_seconds_keeps_the_middle_of_each_track(jamendo, tmp_path):
+    data = tmp_path / 'data'
+    import_ok('mtg-jamendo', jamendo['root'], data)
+    assert step0_mel_spectrogram.main(['run', jamendo['audio'], str(data), '--workers', '1', '--max_seconds', '2']) == 0
+    track = jamendo_tracks()['validation'][0][0]
+    assert np.load(spec_path(str(data), track)).shape == (128, 1 + 2 * 22050 // 512)
+    report = json.load(open(data / 'step0_report.json'))
+    assert report['computed'] == 24 and not report.get('short') and report['mel_params']['max_seconds'] == 2
 
 
 # ---------------------------------------------------------------------------------------------- layout, speed
