@@ -1,11 +1,15 @@
 """Step 0: audio files -> log-mel spectrograms in the layout the training code reads.
 
-    python -u step0_mel_spectrogram.py run AUDIO_DIR DATA_PATH [--workers N] [--float16]
+    python -u step0_mel_spectrogram.py run AUDIO_DIR DATA_PATH [--workers N] [--float16] [--max_seconds S]
                                            [--sr 22050] [--n_fft 1024] [--hop 512] [--n_mels 128]
 
 Every .wav/.flac/.ogg/.mp3 file under AUDIO_DIR (recursively; the file stem is the track id, e.g.
-TRAAAAW128F429D538.mp3) becomes DATA_PATH/spec/A/B/C/ID.npy with A, B, C = ID[2], ID[3], ID[4]:
-a (n_mels, T) float32 array (float16 with --float16), T = 1 + n_samples // hop.
+TRAAAAW128F429D538.mp3) becomes DATA_PATH/spec/A/B/C/ID.npy: a (n_mels, T) float32 array (float16 with
+--float16), T = 1 + n_samples // hop. A, B, C = ID[2], ID[3], ID[4] for MSD ids, as the released data; three
+hex digits of the id's MD5 for any other id (preprocess_utils.spec_path). When DATA_PATH holds the manifest
+that import_dataset.py writes (audio_manifest.tsv: track id -> path under AUDIO_DIR, e.g. track_0000215 ->
+15/215.mp3), exactly its files are converted, under its track ids; a listed file that is missing stops the
+run before any work. --max_seconds S keeps only the middle S seconds of longer files (and decodes only those).
 
 Exactly what is computed (the original README's parameters):
   y = librosa.load(path, sr=22050, mono=True)            # soundfile decode, soxr_hq resampling
@@ -29,27 +33,41 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from audio import AUDIO_EXTENSIONS, MEL_PARAMS, check_mel_settings, find_audio, run_jobs
+from audio import AUDIO_EXTENSIONS, MANIFEST, MEL_PARAMS, check_mel_settings, find_audio, manifest_audio, run_jobs
+from cli_args import positive_float
 from errors import exit_on_user_error
 from errors import UserError
 from preprocess_utils import Report, make_cli, remove_stale_partials, require_output_dir, spec_path
 
-def run(audio_dir, data_path, workers=None, float16=False, **mel_params):
+def audio_files(audio_dir, data_path):
+    """[(track id, path)]: the manifest's when DATA_PATH has one, else every audio file by its stem."""
+    manifest = os.path.join(data_path, MANIFEST)
+    if os.path.isfile(manifest):
+        print(f'track ids and files from {manifest}', flush=True)
+        return manifest_audio(audio_dir, manifest)
+    paths = find_audio(audio_dir)
+    if not paths:
+        raise UserError(f'no {"/".join(AUDIO_EXTENSIONS)} files under {audio_dir} '
+                        '(pass the folder that holds the audio)')
+    return [(os.path.splitext(os.path.basename(path))[0], path) for path in paths]
+
+
+def run(audio_dir, data_path, workers=None, float16=False, max_seconds=None, **mel_params):
     if not os.path.isdir(audio_dir):
         raise UserError(f'AUDIO_DIR {audio_dir} is not a directory (pass the folder that holds the audio files)')
     mel_params = {**MEL_PARAMS, **mel_params}
     check_mel_settings(mel_params['sr'], mel_params['n_fft'], mel_params['n_mels'])
     report = Report('step0')
-    paths = find_audio(audio_dir)
-    if not paths:
-        raise UserError(f'no {"/".join(AUDIO_EXTENSIONS)} files under {audio_dir} (pass the folder that holds the audio)')
+    files = audio_files(audio_dir, data_path)
     require_output_dir(data_path, 'DATA_PATH')
+    paths = [path for _, path in files]
+    if max_seconds:
+        mel_params['max_seconds'] = max_seconds
     remove_stale_partials(os.path.join(data_path, 'spec'))  # left by a process killed mid-write
 
     jobs, failures, duplicates, done_before, seen = [], [], [], 0, set()
     dtype = np.float16 if float16 else np.float32
-    for path in paths:
-        track_id = os.path.splitext(os.path.basename(path))[0]
+    for track_id, path in files:
         if track_id in seen:  # one spectrogram per id: the first path in sorted order wins
             duplicates.append(path)
             continue
@@ -104,6 +122,8 @@ def main(argv=None):
     run_parser.add_argument('data_path', help='spectrograms go to DATA_PATH/spec/A/B/C/ID.npy')
     run_parser.add_argument('--workers', type=int, default=os.cpu_count(), help='parallel processes')
     run_parser.add_argument('--float16', action='store_true', help='store float16 (half the disk)')
+    run_parser.add_argument('--max_seconds', type=positive_float, default=None,
+                            help='keep only the middle S seconds of longer tracks (default: the whole track)')
     run_parser.add_argument('--sr', type=int, default=MEL_PARAMS['sr'], help='sampling rate (Hz) after resampling')
     run_parser.add_argument('--n_fft', type=int, default=MEL_PARAMS['n_fft'], help='FFT / Hann window length')
     run_parser.add_argument('--hop', type=int, default=MEL_PARAMS['hop_length'], help='hop size in samples')
@@ -112,7 +132,7 @@ def main(argv=None):
     for name in ('workers', 'sr', 'n_fft', 'hop', 'n_mels'):
         if getattr(args, name) < 1:
             raise UserError(f'--{name} must be a positive integer, got {getattr(args, name)}')
-    return run(args.audio_dir, args.data_path, workers=args.workers, float16=args.float16,
+    return run(args.audio_dir, args.data_path, workers=args.workers, float16=args.float16, max_seconds=args.max_seconds,
                sr=args.sr, n_fft=args.n_fft, hop_length=args.hop, n_mels=args.n_mels)
 
 

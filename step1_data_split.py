@@ -32,19 +32,17 @@ import sys
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
-from errors import exit_on_user_error
 from cli_args import BOOL, str2bool
+from dataset_split import artist_split, write_outputs
+from errors import exit_on_user_error
 from errors import UserError
-from preprocess_utils import (SCORE_MIN, SPLIT_BOUNDS, Report, add_vector_path_arguments, atomic_pickle,
-                              atomic_save_npy, atomic_write_bytes, default_google_path, default_music_path,
+from preprocess_utils import (SCORE_MIN, Report, add_vector_path_arguments, default_google_path, default_music_path,
                               existing_spec_ids, load_keyed_vectors, make_cli, read_word2vec_vocab,
                               require_file, vocab_key)
 from safe_pickle import load_pickle
 
 COLUMNS = ['song_id', 'original_tag', 'cleaned_tag', 'tag_category', 'score']
-SPLITS = ('train', 'valid', 'test')
 UNKNOWN_ARTIST = 'unknown'  # the release's artist id of tracks without one; the original dropped them
 
 
@@ -107,29 +105,6 @@ class StageLog:
             f'{n} {what}' + (f' (-{self.previous[what] - n})' if what in self.previous else '')
             for what, n in counts.items()), **{stage: counts})
         self.previous = counts
-
-
-def split_artists(artist_tag_counts, threshold, seed, max_tries):
-    """Shuffle artists until every tag has >= threshold songs in each split.
-
-    artist_tag_counts: (n_artists, n_tags) songs per artist and tag. Returns (split of each artist
-    0/1/2, shuffles used) or, when no shuffle works, (None, the best shuffle's (3, n_tags) counts).
-    """
-    n_artists = len(artist_tag_counts)
-    starts = [0] + [int(n_artists * bound) for bound in SPLIT_BOUNDS]
-    position_split = np.repeat([0, 1, 2], np.diff(starts + [n_artists]))
-    rng = np.random.default_rng(seed)
-    best = None
-    for attempt in range(1, max_tries + 1):
-        order = rng.permutation(n_artists)  # artists order[starts[k]:starts[k+1]] form split k
-        counts = np.add.reduceat(artist_tag_counts[order], starts, axis=0)
-        if counts.min() >= threshold:
-            artist_split = np.empty(n_artists, dtype=np.int64)
-            artist_split[order] = position_split
-            return artist_split, attempt
-        if best is None or counts.min() > best.min():
-            best = counts
-    return None, best
 
 
 def filtered_annotations(data_path, vocab, google_path, music_path, multiword_underscore, log):
@@ -210,28 +185,7 @@ def run(data_path, top_n_tags, threshold, seed=0, max_tries=1000, vocab='google'
 
     # rule 5: split artists; songs follow their artist
     artist_of_song = pairs.drop_duplicates('song_id').set_index('song_id').artist.reindex(songs)
-    artist_codes, artists = pd.factorize(artist_of_song, sort=True)
-    if not 0 < int(len(artists) * SPLIT_BOUNDS[0]) < int(len(artists) * SPLIT_BOUNDS[1]) < len(artists):
-        raise UserError(f'only {len(artists)} artists remain; a 70/15/15 artist split needs at least 4 '
-            '(see the counts above for what the filters dropped)')
-    artist_by_song = sparse.csr_matrix((np.ones(len(songs)), (artist_codes, np.arange(len(songs)))),
-                                       shape=(len(artists), len(songs)))
-    artist_tag_counts = np.asarray(artist_by_song @ binaries, dtype=np.int64)
-    totals = artist_tag_counts.sum(axis=0)
-    if totals.min() < 3 * threshold:  # no shuffle can give three splits >= threshold
-        worst = int(totals.argmin())
-        raise UserError(f"tag '{tags[worst]}' has only {totals[worst]} songs in all, fewer than 3 x THRESHOLD="
-            f'{3 * threshold} (short by {3 * threshold - totals[worst]}); lower THRESHOLD or TOP_N_TAGS')
-    artist_split, outcome = split_artists(artist_tag_counts, threshold, seed, max_tries)
-    if artist_split is None:
-        split_k, tag_k = np.unravel_index(outcome.argmin(), outcome.shape)
-        raise UserError(f"tag '{tags[tag_k]}' has only {outcome[split_k, tag_k]} songs in the {SPLITS[split_k]} split, "
-            f'short by {threshold - outcome[split_k, tag_k]} of THRESHOLD={threshold}, in the best of '
-            f'{max_tries} artist shuffles (seed {seed}); lower THRESHOLD or TOP_N_TAGS, or raise --max_tries')
-    song_split = artist_split[artist_codes]
-    split_counts = {name: {'artists': int((artist_split == k).sum()), 'songs': int((song_split == k).sum()),
-                           'min_songs_per_tag': int(binaries[song_split == k].sum(axis=0).min())}
-                    for k, name in enumerate(SPLITS)}
+    song_split, outcome, split_counts = artist_split(binaries, tags, artist_of_song, threshold, seed, max_tries)
     report.log(f'artist split found after {outcome} shuffle(s): ' + '; '.join(
         f'{name} {c["artists"]} artists, {c["songs"]} songs, >= {c["min_songs_per_tag"]} songs per tag'
         for name, c in split_counts.items()), shuffles=outcome, splits=split_counts)
@@ -242,24 +196,6 @@ def run(data_path, top_n_tags, threshold, seed=0, max_tries=1000, vocab='google'
                f'{prefix}tag_categories.tsv in {data_path}', tags=tags)
     report.save(data_path, prefix)
     return 0
-
-
-def write_outputs(data_path, prefix, songs, tags, binaries, song_split, tag_category):
-    def out(name):
-        return os.path.join(data_path, prefix + name)
-
-    ids = np.array([f'{ix}//{song}' for ix, song in enumerate(songs)])
-    atomic_save_npy(out('binaries.npy'), binaries)
-    atomic_save_npy(out('tags.npy'), np.array(tags))
-    atomic_save_npy(out('existing_ids.npy'), songs)
-    for k, name in enumerate(SPLITS):
-        atomic_save_npy(out(f'{name}_ids.npy'), ids[song_split == k])
-    train = song_split == 0
-    # keys in tags.npy order: the training code derives the tag order from this dict
-    train_tag_to_ix = {tag: ids[train & (binaries[:, t] == 1)].tolist() for t, tag in enumerate(tags)}
-    atomic_pickle(out('train_tag_to_ix.pkl'), train_tag_to_ix)
-    atomic_write_bytes(out('tag_categories.tsv'),
-                       ''.join(f'{tag}\t{category}\n' for tag, category in tag_category.items()).encode())
 
 
 def most_common_category(categories, tags):

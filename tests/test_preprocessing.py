@@ -20,6 +20,7 @@ from synthetic_data import write_code_running_pickle  # noqa: E402
 
 import preprocess_utils  # noqa: E402
 import audio  # noqa: E402
+import dataset_split  # noqa: E402
 import step0_mel_spectrogram  # noqa: E402
 import step1_data_split  # noqa: E402
 import step2_word_embedding  # noqa: E402
@@ -377,12 +378,12 @@ def test_artist_split_reshuffles_until_every_split_has_enough():
     counts = np.zeros((20, 2), dtype=np.int64)
     counts[:, 0] = 4
     counts[[3, 8, 15], 1] = 5  # tag 1 needs these three artists in three different splits
-    artist_split, shuffles = step1_data_split.split_artists(counts, 5, seed=0, max_tries=1000)
+    artist_split, shuffles = dataset_split.split_artists(counts, 5, seed=0, max_tries=1000)
     assert shuffles > 1 and sorted(artist_split[[3, 8, 15]]) == [0, 1, 2]
     assert np.bincount(artist_split).tolist() == [14, 3, 3]
-    again, _ = step1_data_split.split_artists(counts, 5, seed=0, max_tries=1000)
+    again, _ = dataset_split.split_artists(counts, 5, seed=0, max_tries=1000)
     np.testing.assert_array_equal(again, artist_split)
-    assert step1_data_split.split_artists(counts, 6, seed=0, max_tries=5)[0] is None
+    assert dataset_split.split_artists(counts, 6, seed=0, max_tries=5)[0] is None
 
 
 def test_music_vectors_load_from_a_model_or_keyed_vectors(raw_data, tmp_path):
