@@ -1,6 +1,7 @@
 """Step 1: MSD500 annotations -> tag vocabulary, song x tag binaries and an artist-disjoint split.
 
     python -u step1_data_split.py run DATA_PATH TOP_N_TAGS THRESHOLD
+    python -u step1_data_split.py run --root DATA_PATH --top_n 100 --threshold 100   # the original's flags
         [--seed 0] [--max_tries 1000] [--count_by rows|tracks] [--vocab google|both|music|none]
         [--multiword_underscore False] [--google_path DATA_PATH/GoogleNews-vectors-negative300.bin]
         [--music_path DATA_PATH/music_w2v/model_semeval_trigrams_300.model] [--prefix sub_]
@@ -205,12 +206,35 @@ def most_common_category(categories, tags):
     return counts.drop_duplicates('cleaned_tag').set_index('cleaned_tag').tag_category.reindex(tags)
 
 
+def original_arguments(args):
+    """(DATA_PATH, TOP_N_TAGS, THRESHOLD) given by position or by the original's flags, with its defaults 100, 100."""
+    chosen = []
+    for name, positional, flag, default in (('DATA_PATH', args.data_path, args.root, None),
+                                            ('TOP_N_TAGS', args.top_n_tags, args.top_n, 100),
+                                            ('THRESHOLD', args.threshold, args.threshold_flag, 100)):
+        if positional is not None and flag is not None and positional != flag:
+            raise UserError(f'{name} given twice, as {positional} and by flag as {flag}; give it once')
+        value = positional if positional is not None else flag if flag is not None else default
+        if value is None:
+            raise UserError(f'{name} is required: step1_data_split.py run DATA_PATH [TOP_N_TAGS THRESHOLD], '
+                         'or --root DATA_PATH as the original')
+        chosen.append(value)
+    return chosen
+
+
 @exit_on_user_error
 def main(argv=None):
     parser, run_parser = make_cli(__doc__)
-    run_parser.add_argument('data_path', help='folder with msd500/, spec/ and song_to_artist.pkl')
-    run_parser.add_argument('top_n_tags', type=int, help='number of most frequent tags to keep (100 for MSD100)')
-    run_parser.add_argument('threshold', type=int, help='minimum songs per tag in each of train/valid/test')
+    # the original's fire signature run(root, top_n=100, threshold=100): positional or --root/--top_n/--threshold
+    run_parser.add_argument('data_path', nargs='?', help='folder with msd500/, spec/ and song_to_artist.pkl')
+    run_parser.add_argument('top_n_tags', nargs='?', type=int,
+                            help='number of most frequent tags to keep (default 100, MSD100)')
+    run_parser.add_argument('threshold', nargs='?', type=int,
+                            help='minimum songs per tag in each of train/valid/test (default 100)')
+    run_parser.add_argument('--root', help="DATA_PATH by the original's flag name")
+    run_parser.add_argument('--top_n', type=int, help="TOP_N_TAGS by the original's flag name")
+    run_parser.add_argument('--threshold', dest='threshold_flag', type=int,
+                            help="THRESHOLD by the original's flag name")
     run_parser.add_argument('--seed', type=int, default=0, help='seed of the artist shuffles')
     run_parser.add_argument('--max_tries', type=int, default=1000, help='artist shuffles before giving up')
     run_parser.add_argument('--count_by', choices=['rows', 'tracks'], default='rows',
@@ -225,7 +249,8 @@ def main(argv=None):
     add_vector_path_arguments(run_parser)
     run_parser.add_argument('--prefix', default='', help="prefix of the written file names ('sub_' for --is_subset)")
     args = parser.parse_args(argv)
-    return run(args.data_path, args.top_n_tags, args.threshold, seed=args.seed, max_tries=args.max_tries,
+    data_path, top_n, threshold = original_arguments(args)
+    return run(data_path, top_n, threshold, seed=args.seed, max_tries=args.max_tries,
                vocab=args.vocab, google_path=args.google_path, music_path=args.music_path, prefix=args.prefix,
                count_by=args.count_by, multiword_underscore=args.multiword_underscore)
 

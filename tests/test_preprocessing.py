@@ -1,4 +1,5 @@
 """Preprocessing steps 0-3 on small inputs in the release's formats, checked against the original's rules."""
+import argparse
 import json
 import os
 import pickle
@@ -165,6 +166,20 @@ def test_step1_is_deterministic_and_prefix_only_renames(pipeline, data_copy):
         assert (data_copy / f'sub_{name}').read_bytes() == (pipeline / name).read_bytes(), name
     assert step1_data_split.main(['run', str(data_copy), str(TOP_N), str(THRESHOLD), '--seed', '7']) == 0
     assert not np.array_equal(np.load(data_copy / 'train_ids.npy'), np.load(pipeline / 'train_ids.npy'))
+
+
+def test_step1_reads_the_originals_command_lines(pipeline, data_copy, capsys):
+    """fire's run(root, top_n=100, threshold=100): named flags give the same files as positions; the defaults are
+    the original's; a value given twice, differently, is one error."""
+    assert step1_data_split.main(['run', '--root', str(data_copy), '--top_n', str(TOP_N),
+                                  f'--threshold={THRESHOLD}']) == 0
+    for name in ('binaries.npy', 'tags.npy', 'train_ids.npy', 'train_tag_to_ix.pkl'):
+        assert (data_copy / name).read_bytes() == (pipeline / name).read_bytes(), name
+    args = argparse.Namespace(data_path='x', top_n_tags=None, threshold=None, root=None, top_n=None,
+                              threshold_flag=None)
+    assert step1_data_split.original_arguments(args) == ['x', 100, 100]
+    line = exits_with_error(capsys, step1_data_split.main, ['run', str(data_copy), '5', '--top_n', '7'])
+    assert 'TOP_N_TAGS given twice, as 5 and by flag as 7' in line
 
 
 def test_step1_threshold_errors_name_the_tag(pipeline, data_copy, capsys):
