@@ -75,7 +75,9 @@ def write_outputs(data_path, prefix, songs, tags, binaries, song_split, tag_cate
         return os.path.join(data_path, prefix + name)
 
     ids = np.array([f'{ix}//{song}' for ix, song in enumerate(songs)])
-    atomic_save_npy(out('binaries.npy'), binaries)
+    # float64 as the original's step 1 wrote it: its trainer multiplies the rows with float64 one-hot tag vectors,
+    # and torch refuses float32 there
+    atomic_save_npy(out('binaries.npy'), np.asarray(binaries, dtype=np.float64))
     atomic_save_npy(out('tags.npy'), np.array(tags))
     atomic_save_npy(out('existing_ids.npy'), np.asarray(songs))
     for k, name in enumerate(SPLITS):

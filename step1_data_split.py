@@ -19,7 +19,7 @@ under DATA_PATH/spec/*/*/*/*.npy. The original's rules, in order (each variant i
   5. split ARTISTS 70/15/15 (train/valid/test) by a seeded shuffle, reshuffling (at most --max_tries
      times) until every tag has >= THRESHOLD songs in every split; otherwise exit 2 naming the tag.
 Writes into DATA_PATH (each name prefixed with --prefix, e.g. sub_ for main.py --is_subset True):
-  binaries.npy        float32 (n_songs, n_tags) 0/1; row IX = IX-th track id in sorted order
+  binaries.npy        float64 (n_songs, n_tags) 0/1, as the original; row IX = IX-th track id in sorted order
   tags.npy            str array, lower-case, sorted (the column order of binaries.npy)
   existing_ids.npy    str array of the sorted track ids (row IX), as the original wrote it
   train_ids.npy, valid_ids.npy, test_ids.npy   str arrays of "IX//TRACK_ID", sorted by IX

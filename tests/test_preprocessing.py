@@ -82,7 +82,7 @@ def test_step1_binaries_follow_the_original_rules(raw_data, pipeline):
     assert not set(songs) & set(raw_data.unknown_artist)
     binaries = np.load(pipeline / 'binaries.npy')
     ids = np.load(pipeline / 'existing_ids.npy')
-    assert binaries.dtype == np.float32 and binaries.shape == (len(songs), len(top))
+    assert binaries.dtype == np.float64 and binaries.shape == (len(songs), len(top))  # the original's dtype
     assert ids.tolist() == sorted(songs)
     for row, song in zip(binaries, ids):
         assert {tags[j] for j in np.flatnonzero(row)} == songs[song]
