@@ -55,14 +55,12 @@ def audio_files(audio_dir, data_path):
 def run(audio_dir, data_path, workers=None, float16=False, max_seconds=None, **mel_params):
     if not os.path.isdir(audio_dir):
         raise UserError(f'AUDIO_DIR {audio_dir} is not a directory (pass the folder that holds the audio files)')
-    mel_params = {**MEL_PARAMS, **mel_params}
+    mel_params = {**MEL_PARAMS, **mel_params, **({'max_seconds': max_seconds} if max_seconds else {})}
     check_mel_settings(mel_params['sr'], mel_params['n_fft'], mel_params['n_mels'])
     report = Report('step0')
     files = audio_files(audio_dir, data_path)
     require_output_dir(data_path, 'DATA_PATH')
     paths = [path for _, path in files]
-    if max_seconds:
-        mel_params['max_seconds'] = max_seconds
     remove_stale_partials(os.path.join(data_path, 'spec'))  # left by a process killed mid-write
 
     jobs, failures, duplicates, done_before, seen = [], [], [], 0, set()
