@@ -2,7 +2,7 @@
 
     python experiments.py                          # CPU budget on data/demo, 5 seeds (~2 h on 2 cores)
     python experiments.py --full                   # the original's settings (200 epochs of 10,000; for a GPU)
-    python experiments.py --configs random balanced --seeds 0 --extra="--max_steps 2"   # a small part
+    python experiments.py --configs random balanced --seeds 0 --extra="--n_epochs 1 --epoch_size 128"   # a small part
     python experiments.py --converge               # Tab1's trio trained to a plateau, under results/convergence
 
 1. Sampling (paper Tab1): random, balanced, balanced-weighted; acoustic model.
