@@ -5,7 +5,8 @@
     per_tag['ap'].mean()                          # MAP
 
 ROC-AUC and AP equal scikit-learn's `roc_auc_score` / `average_precision_score` per tag (ties included); P@k is
-the share of relevant songs among the k best-scored. A tag with no relevant (or no irrelevant) song among the
+the share of relevant songs among the k best-scored, ties broken as the original's `np.argsort(scores)[::-1][:k]`
+did with a stable sort: among equal scores the song of the higher index ranks first. A tag with no relevant (or no irrelevant) song among the
 evaluated songs has no ROC-AUC or AP: it gets NaN and is left out of the means (`nanmean`).
 """
 import numpy as np
@@ -19,8 +20,10 @@ def cosine_scores(tag_embs, song_embs):
 
 
 def precision_at_k(scores, labels, k=10):
+    """The original's rule, all rows at once: ascending stable sort, reversed, so a tie at the cut keeps the
+    later songs (an argpartition would pick among tied songs arbitrarily, and P@k would depend on it)."""
     k = min(k, scores.shape[1])
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    top = np.argsort(scores, axis=1, kind='stable')[:, ::-1][:, :k]
     return np.take_along_axis(labels, top, axis=1).mean(axis=1)
 
 

@@ -113,6 +113,7 @@ def rng_state_from_checkpoint(saved):
 
 
 class Solver(pl.LightningModule):
+    # pragma: no mutate start (save_hyperparameters reads the arguments from this frame, which mutmut's wrapper hides)
     def __init__(self, input_type='spec', word_dim=300, cf_dim=200, n_channels=128, margin=0.4, lr=1e-4,
                  weight_decay=1e-4, is_weighted=False, loss='triplet', temperature=0.07, result_path=None,
                  config=None, channels_last=False):
@@ -126,6 +127,7 @@ class Solver(pl.LightningModule):
         self.last_eval = None
         self.training_rng = None  # the random stream of the training steps (see on_train_batch_start)
 
+    # pragma: no mutate end
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 

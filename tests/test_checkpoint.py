@@ -1,13 +1,17 @@
-"""Checkpoints and credentials: a crafted checkpoint cannot run code when it is read, and a Neptune API key given
-on the command line reaches no file and no console output of TRAIN, TEST or search.py index."""
+"""Checkpoints and credentials: the original's checkpoints of every model score as the original's forward pass
+computes, a crafted checkpoint cannot run code when it is read, and a Neptune API key given on the command line
+reaches no file and no console output of TRAIN, TEST or search.py index."""
 import os
 import pickle
 import subprocess
 import sys
 
 import pytest
+import numpy as np
 import torch
+import torch.nn.functional as F
 from synthetic_data import CreatesFile
+from test_core import evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ['--n_channels', '8', '--batch_size', '32', '--epoch_size', '64', '--num_chunk', '4']
@@ -26,6 +30,72 @@ def assert_refused(result, marker):
     assert len(errors) == 1, result.stderr
     assert not os.path.exists(marker)
     return errors[0]
+
+
+# ---------------------------------------------------------------------------------------------- the original's
+def original_state(input_type, word_dim, cf_dim, n_channels=8):
+    """A checkpoint's state_dict in the original's format (Lightning 0.9: `model.` keys, the original's parameter
+    names, checked in test_core) with random values, running BN statistics included, so eval mode matters."""
+    from model import build_model
+    torch.manual_seed(1)
+    state = {}
+    for name, value in build_model(input_type, word_dim=word_dim, cf_dim=cf_dim, n_channels=n_channels).state_dict(
+            ).items():
+        if name.endswith('num_batches_tracked'):
+            state[name] = torch.tensor(100)
+        elif name.endswith('running_var') or ('bn' in name and name.endswith('weight')):
+            state[name] = torch.rand(value.shape) + 0.5
+        elif value.dim() > 1:  # fc and conv weights, scaled by their fan-in
+            state[name] = torch.randn(value.shape) * (2 / value[0].numel()) ** 0.5
+        else:
+            state[name] = torch.randn(value.shape) * 0.1
+    return state
+
+
+def bn(x, s, name):
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    return (x - s[f'{name}.running_mean'].view(shape)) / torch.sqrt(s[f'{name}.running_var'].view(shape) + 1e-5) \
+        * s[f'{name}.weight'].view(shape) + s[f'{name}.bias'].view(shape)
+
+
+def mlp(x, s, fc1, bn1, fc2):
+    """The original's Linear -> BN -> ReLU -> Dropout -> Linear in eval mode, written out."""
+    return torch.relu(bn(x @ s[f'{fc1}.weight'].T + s[f'{fc1}.bias'], s, bn1)) @ s[f'{fc2}.weight'].T + s[f'{fc2}.bias']
+
+
+def cnn(spec, s):
+    """The original's spec_to_embedding in eval mode: input BN, 7 x (3x3 conv, BN, ReLU, 2x2 max-pool), a 1x1 conv
+    block, max over time."""
+    x = bn(spec.unsqueeze(1), s, 'spec_bn')
+    for i in range(1, 9):
+        weight = s[f'layer{i}.conv.weight']
+        x = torch.relu(bn(F.conv2d(x, weight, s[f'layer{i}.conv.bias'], padding=weight.shape[-1] // 2), s,
+                          f'layer{i}.bn'))
+        x = F.max_pool2d(x, 2) if i < 8 else x
+    return x.squeeze(2).max(dim=-1).values
+
+
+@pytest.mark.parametrize('input_type', ['cf', 'spec', 'hybrid'])
+def test_original_checkpoint_loads_and_scores_as_the_original_computes(dataset, tmp_path, input_type):
+    from data_loader import EvalDataset, SplitData
+    root = dataset['root']
+    s = original_state(input_type, word_dim=12, cf_dim=10)
+    path = tmp_path / 'original.ckpt'
+    torch.save({'epoch': 10, 'global_step': 790, 'state_dict': {f'model.{k}': v for k, v in s.items()}}, path)
+    evaluate(root, path, tmp_path / 'res', '--input_type', input_type)
+    # the original's song_to_emb: the mean of the chunks' CNN embeddings, concatenated with the raw factor (hybrid)
+    songs = EvalDataset(SplitData(root, input_type=input_type, splits=('test',)), 'test', 173, 4)
+    cf = torch.tensor(np.load(os.path.join(root, 'ix_to_cf.npy'))[songs.rows])
+    if input_type != 'cf':
+        chunks = torch.tensor(np.stack([songs[i]['spec'] for i in range(len(songs))]))
+        spec_emb = cnn(chunks.flatten(0, 1), s).view(len(songs), 4, -1).mean(dim=1)
+    song_emb = {'cf': lambda: mlp(cf, s, 'cf_fc1', 'cf_bn1', 'cf_fc2'), 'spec': lambda: spec_emb,
+                'hybrid': lambda: mlp(torch.cat([spec_emb, cf], dim=1), s, 'cat_fc1', 'cat_bn1', 'cat_fc2')}
+    vectors = pickle.load(open(os.path.join(root, 'google_emb.pkl'), 'rb'))
+    tags = np.load(os.path.join(root, 'tags.npy'))
+    tag_emb = mlp(torch.tensor(np.stack([vectors[t] for t in tags])), s, 'fc1', 'bn1', 'fc2')
+    expected = F.normalize(tag_emb, dim=1) @ F.normalize(song_emb[input_type](), dim=1).T
+    assert np.allclose(np.load(tmp_path / 'res' / 'scores.npy'), expected.numpy(), atol=1e-5)
 
 
 @pytest.fixture(scope='module')

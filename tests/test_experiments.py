@@ -7,15 +7,22 @@ import sys
 
 import numpy as np
 
+from paired_stats import paired_bootstrap
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = '--n_channels 8 --batch_size 32 --epoch_size 64 --n_epochs 1 --num_chunk 4 --max_steps 2'
 
 
+def grid_command(data, out, store, *configs, experiment='grid'):
+    """experiments.py on a toy grid: the configurations given, seed 0, a few steps each, tracked in `store`."""
+    return [sys.executable, os.path.join(ROOT, 'experiments.py'), '--data_path', str(data), '--out', str(out),
+            '--configs', *configs, '--seeds', '0', '--extra', TOY, '--mlflow_uri', store, '--experiment_name',
+            experiment]
+
+
 def test_grid_at_toy_size_writes_tables_and_figures(dataset, tmp_path):
     out = tmp_path / 'results'
-    command = [sys.executable, os.path.join(ROOT, 'experiments.py'), '--data_path', dataset['root'], '--out', str(out),
-               '--configs', 'random', 'balanced_weighted', '--seeds', '0', '--extra', TOY,
-               '--mlflow_uri', f'sqlite:///{tmp_path}/mlruns.db', '--experiment_name', 'grid']
+    command = grid_command(dataset['root'], out, f'sqlite:///{tmp_path}/mlruns.db', 'random', 'balanced_weighted')
     first = subprocess.run(command, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr[-2000:]
     rows = list(csv.reader(open(out / 'table1_sampling.csv')))
@@ -30,7 +37,13 @@ def test_grid_at_toy_size_writes_tables_and_figures(dataset, tmp_path):
     assert f'(the 2 runs under {out}: ' in run_info and ' min of TRAIN + TEST in all)' in run_info
     paired = list(csv.DictReader(open(out / 'table_paired.csv')))
     assert paired[0]['A'] == 'balanced_weighted' and paired[0]['B'] == 'random' and paired[0]['seeds'] == '1'
-    assert paired[0]['verdict'] in ('reproduced', 'opposite', 'inconclusive')
+    # the claim balanced_weighted > random, recomputed from the two runs' per-tag AP: difference, interval, verdict
+    ap = {name: {r['tag']: float(r['ap']) for r in csv.DictReader(open(out / 'runs' / name / 'seed0' / 'test' /
+                                                                       'per_tag.csv'))}
+          for name in ('balanced_weighted', 'random')}
+    mean, low, high = paired_bootstrap([[ap['balanced_weighted'][t] - ap['random'][t] for t in sorted(ap['random'])]])
+    assert (paired[0]['MAP A - B'], paired[0]['95% interval']) == (f'{mean:+.4f}', f'[{low:+.4f}, {high:+.4f}]')
+    assert paired[0]['verdict'] == ('reproduced' if low > 0 else 'opposite' if high < 0 else 'inconclusive')
     # every run of the grid is one MLflow run of one experiment, named by configuration and seed, TEST included
     from mlflow import MlflowClient
     client = MlflowClient(f'sqlite:///{tmp_path}/mlruns.db')

@@ -247,6 +247,11 @@ def test_step2_writes_vectors_and_nearest_neighbours(raw_data, pipeline, capsys)
     rows = {line.split(' | ')[0].strip('| '): line for line in table[2:]}
     assert set(rows) == {'jungle', 'house', 'country', 'brazilian', 'smooth jazz', 'deep house', 'chill', 'metal'}
     assert rows['smooth jazz'].split(' | ')[1] == '(not in vocabulary)'  # Google has no smooth_jazz here
+    for tag, line in rows.items():  # each cell: gensim's 10 nearest words of the tag, in its order
+        for cell, vectors in zip(line.strip('| ').split(' | ')[1:], (google, music)):
+            key = next((k for k in (tag, tag.replace(' ', '_')) if k in vectors.key_to_index), None)
+            nearest = [w.replace('_', ' ') for w, _ in vectors.most_similar(key, topn=10)] if key else None
+            assert cell == (', '.join(nearest) if key else '(not in vocabulary)'), (tag, cell)
     assert len(rows['jungle'].split(' | ')[2].split(', ')) == 10
     assert '| tag | google | music |' in capsys.readouterr().out
 
@@ -307,21 +312,6 @@ def test_step3_missing_factors_error_or_zero_rows(pipeline, tmp_path, capsys):
     ix_to_cf = np.load(data_path / 'ix_to_cf.npy')
     assert not ix_to_cf[[0, 5]].any() and ix_to_cf[[1, 2, 3, 4]].any(axis=1).all()
     assert '2 rows are zeros' in (data_path / 'step3_report.txt').read_text()
-
-
-def test_step3_als_from_taste_profile_is_seeded(raw_data, pipeline, tmp_path):
-    data_path = tmp_path / 'data'
-    shutil.copytree(pipeline, data_path)
-    args = ['run', str(data_path), '--taste_profile', str(raw_data.path / 'taste_profile.tsv'),
-            '--factors', '4', '--iterations', '3', '--prefix', 'sub_']
-    for name in ('train_ids.npy', 'valid_ids.npy', 'test_ids.npy', 'binaries.npy'):
-        shutil.copy(data_path / name, data_path / f'sub_{name}')
-    assert step3_taste_profile.main(args) == 0
-    first = np.load(data_path / 'sub_ix_to_cf.npy')
-    assert first.shape == (len(np.load(data_path / 'binaries.npy')), 4) and first.any(axis=1).all()
-    assert (data_path / 'sub_item_factors_MSD.npy').exists() and (data_path / 'sub_items_index_MSD.tsv').exists()
-    assert step3_taste_profile.main(args) == 0
-    np.testing.assert_array_equal(np.load(data_path / 'sub_ix_to_cf.npy'), first)
 
 
 # ------------------------------------------------------------------ step 0

@@ -20,12 +20,14 @@ from mlflow import MlflowClient
 
 import main as cli
 import tracking
+from test_experiments import grid_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--input_type', 'cf', '--n_channels', '8', '--batch_size', '32', '--num_chunk', '4', '--n_epochs', '1']
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser') or shutil.which('google-chrome')
 SERVER_START_S = 180  # starting mlflow's server on 2 busy cores can take a minute
 LOCAL_HOSTS = ('127.0.0.1', '::1', 'localhost')
+SAMPLING = ['random', 'balanced', 'balanced_weighted']  # experiments.py's table 1
 
 
 def run(*argv):
@@ -201,36 +203,32 @@ def chromium(tmp_path, url, *action):
     return subprocess.run(command, capture_output=True, text=True, timeout=180)
 
 
-def log_grid(store, names):
-    """Runs named as experiments.py names them, each with its flags, a validation MAP curve and a test MAP, logged
-    through MLflow's client as a TRAIN + TEST would; GRID_RESULTS=results imports a finished grid's runs instead
-    (how the README's screenshot is taken)."""
-    from mlflow.entities import Metric, Param
+def log_grid(dataset, tmp_path, store):
+    """A toy grid run by experiments.py itself: random and balanced_weighted finished first in a store this test
+    then drops (as a clone brings results/ without mlruns.db), then the three sampling configurations into `store`:
+    balanced is trained and tested there, the two finished runs are imported from their files. GRID_RESULTS=results
+    imports a real grid's 9 sampling runs instead, as experiments.py would (how the README's screenshot is taken)."""
     if os.environ.get('GRID_RESULTS'):
+        names = [f'{name}-s{seed}' for name in SAMPLING for seed in (0, 1, 2)]
         for run_name in names:
             name, seed = run_name.rsplit('-s', 1)
             tracking.import_finished_run(os.path.join(os.environ['GRID_RESULTS'], 'runs', name, f'seed{seed}'),
                                          run_name, store, 'tag-retrieval-grid')
-        return
-    client = MlflowClient(store)
-    experiment_id = client.create_experiment('tag-retrieval-grid')
-    for k, run_name in enumerate(names):
-        name, seed = run_name.rsplit('-s', 1)
-        run_id = client.create_run(experiment_id, run_name=run_name).info.run_id
-        final = 0.30 + 0.02 * (k // 3) + 0.005 * int(seed)
-        curve = [Metric('map', final * (1 - 0.5 ** (epoch + 1)), 0, 32 * (epoch + 1)) for epoch in range(6)]
-        client.log_batch(run_id, metrics=curve + [Metric('test/map', final, 0, 0)],
-                         params=[Param('is_balanced', str(name != 'random')),
-                                 Param('is_weighted', str(name == 'balanced_weighted')), Param('seed', seed)])
-        client.set_terminated(run_id)
+        return names
+    out = tmp_path / 'results'
+    for uri, configs in ((f'sqlite:///{tmp_path}/elsewhere.db', SAMPLING[::2]), (store, SAMPLING)):
+        done = subprocess.run(grid_command(dataset['root'], out, uri, *configs, experiment='tag-retrieval-grid'),
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count('done before') == 2 and 'balanced seed 0: ran' in done.stdout, done.stdout
+    return [f'{name}-s0' for name in SAMPLING]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason='no Chromium on PATH: apt-get install chromium chromium-driver')
-def test_grid_compared_in_the_mlflow_ui_in_a_browser(tmp_path):
-    """The sampling grid (3 configurations x 3 seeds), as experiments.py names its runs, in MLflow's own UI."""
+def test_grid_compared_in_the_mlflow_ui_in_a_browser(dataset, tmp_path):
+    """The runs experiments.py tracked, live or imported, in MLflow's own UI under the names it gives them."""
     store = f'sqlite:///{tmp_path}/mlruns.db'
-    names = [f'{name}-s{seed}' for name in ('random', 'balanced', 'balanced_weighted') for seed in (0, 1, 2)]
-    log_grid(store, names)
+    names = log_grid(dataset, tmp_path, store)
     experiment_id = MlflowClient(store).get_experiment_by_name('tag-retrieval-grid').experiment_id
     with mlflow_server(store, tmp_path) as url:
         page = f'{url}/#/experiments/{experiment_id}/runs'
