@@ -16,7 +16,7 @@ import os
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from errors import UserError
 from data_checks import refuse_non_finite
@@ -246,7 +246,7 @@ class TrainDataset(Dataset):
             song = rng.choice(self.songs_with_tags)
             tag = rng.choice(np.flatnonzero(self.anchor_labels[song]))
         row, track_id = self.rows[song], self.track_ids[song]
-        item = {'tag': np.int64(tag), 'tag_vector': self.data.tag_vectors[tag],
+        item = {'sample': np.int64(index), 'tag': np.int64(tag), 'tag_vector': self.data.tag_vectors[tag],
                 'labels': self.data.binaries[row], 'spec': _EMPTY, 'cf': _EMPTY}
         if self.data.input_type in ('spec', 'hybrid'):
             spec = open_spec(self.data.spec_file(track_id))
@@ -352,9 +352,9 @@ class TagRetrievalDataModule(pl.LightningDataModule):
         mask[[self.data.tag_to_index[t] for t in self.unseen_tags]] = False
         return mask
 
-    def _loader(self, dataset, batch_size, shuffle):
+    def _loader(self, dataset, batch_size, shuffle, sampler=None):
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          pin_memory=torch.cuda.is_available(), persistent_workers=False)
+                          sampler=sampler, pin_memory=torch.cuda.is_available(), persistent_workers=False)
 
     def train_dataloader(self):
         # rebuilt each epoch (Trainer reload_dataloaders_every_n_epochs=1) so the draws depend on the epoch; the
@@ -362,7 +362,18 @@ class TagRetrievalDataModule(pl.LightningDataModule):
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         dataset = TrainDataset(self.data, self.is_balanced, self.input_length, self.epoch_size, self.seed, epoch,
                                anchor_tags=np.flatnonzero(self.seen_mask))
-        return self._loader(dataset, self.batch_size, shuffle=False)
+        return self._loader(dataset, self.batch_size, shuffle=False, sampler=self._rank_sampler(dataset))
+
+    def _rank_sampler(self, dataset):
+        """Under DDP, rank r of W takes positions r, r + W, r + 2W... of the epoch's order: distinct samples on
+        every rank (each drawn from its own (seed, epoch, sample) generator), the same on every run, and the W ranks
+        together read the epoch's epoch_size samples, the tail that does not divide by W left out (Lightning's own
+        sampler would pad it with repeats: two ranks on one draw). One process: no sampler, as before."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size <= 1:
+            return None
+        return DistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False,
+                                  drop_last=True)
 
     def _eval_loader(self, split):
         dataset = EvalDataset(self.data, split, self.input_length, self.num_chunk)
