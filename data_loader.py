@@ -22,6 +22,7 @@ from errors import UserError
 from data_checks import refuse_non_finite
 from preprocess_utils import load_array, spec_path
 from safe_pickle import load_pickle
+from spec_layout import FRAMES_DIR, FrameMajorSpec, check_frames_copy, frames_file, read_npy_shape
 
 N_MELS = 128
 
@@ -84,15 +85,6 @@ def standardise_columns(array):
     return ((array - array.mean(axis=0)) / np.where(std > 0, std, 1)).astype(np.float32)
 
 
-def read_npy_shape(path):
-    """Shape of a .npy file from its header alone (no data read)."""
-    with open(path, 'rb') as f:
-        fmt = np.lib.format
-        read_header = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else fmt.read_array_header_2_0
-        shape, _, _ = read_header(f)
-    return shape
-
-
 class SplitData:
     """Everything of one data folder the model needs: tags, labels, word vectors, ids, CF factors, categories.
 
@@ -147,6 +139,7 @@ class SplitData:
             self.categories = np.array([found.get(t, 'unknown') for t in self.tags])
 
         refuse_non_finite(self, splits)
+        self.frames = os.path.isdir(os.path.join(data_path, FRAMES_DIR)) and input_type in ('spec', 'hybrid')
         if input_type in ('spec', 'hybrid'):
             for split in splits:
                 self.check_spectrograms(self.ids[split][1])
@@ -162,9 +155,17 @@ class SplitData:
             if len(shape) != 2 or shape[0] != N_MELS:
                 raise UserError(f'{file} has shape {shape}, expected ({N_MELS}, n_frames); recompute it with '
                                 'step0_mel_spectrogram.py')
+            if self.frames:
+                check_frames_copy(self.data_path, file, shape)
 
     def spec_file(self, track_id):
         return spec_path(self.data_path, track_id)
+
+    def open_spec(self, track_id):
+        """The track's spectrogram, read from its frame-major copy when spec_frames/ exists (spec_frames.py)."""
+        if self.frames:
+            return FrameMajorSpec(frames_file(self.data_path, self.spec_file(track_id)))
+        return open_spec(self.spec_file(track_id))
 
 
 def crop(spec, start, length):
@@ -249,7 +250,7 @@ class TrainDataset(Dataset):
         item = {'sample': np.int64(index), 'tag': np.int64(tag), 'tag_vector': self.data.tag_vectors[tag],
                 'labels': self.data.binaries[row], 'spec': _EMPTY, 'cf': _EMPTY}
         if self.data.input_type in ('spec', 'hybrid'):
-            spec = open_spec(self.data.spec_file(track_id))
+            spec = self.data.open_spec(track_id)
             item['spec'] = crop(spec, train_crop_start(rng, spec.shape[1], self.input_length), self.input_length)
         if self.data.cf is not None:
             item['cf'] = self.data.cf[row]
@@ -272,7 +273,7 @@ class EvalDataset(Dataset):
         row, track_id = self.rows[index], self.track_ids[index]
         item = {'index': np.int64(index), 'labels': self.data.binaries[row], 'spec': _EMPTY, 'cf': _EMPTY}
         if self.data.input_type in ('spec', 'hybrid'):
-            spec = open_spec(self.data.spec_file(track_id))
+            spec = self.data.open_spec(track_id)
             item['spec'] = np.stack([crop(spec, s, self.input_length)
                                      for s in chunk_starts(spec.shape[1], self.input_length, self.num_chunk)])
         if self.data.cf is not None:
