@@ -196,9 +196,9 @@ def rendezvous_errors(trainer, config):
         env = trainer.strategy.cluster_environment
         raise UserError(f'DDP node {trainer.node_rank} of {config.num_nodes} could not meet the others at the '
                         f'rendezvous {env.main_address}:{env.main_port} within --ddp_timeout {config.ddp_timeout} s '
-                        f'({str(error).strip().splitlines()[0]}); start every node with MASTER_ADDR = node 0\'s address, '
-                        'reachable from all, and one free MASTER_PORT, within that time of each other, or raise '
-                        '--ddp_timeout') from None
+                        f'({str(error).strip().splitlines()[0]}); start every node with MASTER_ADDR = node 0\'s '
+                        'address, reachable from all, and one free MASTER_PORT, within that time of each other, or '
+                        'raise --ddp_timeout') from None
 
 
 def run_config(config, dm):

@@ -35,6 +35,7 @@ import hashlib
 import os
 import re
 import sys
+from collections import Counter
 
 import numpy as np
 from tqdm import tqdm
@@ -77,13 +78,15 @@ def run(audio_dir, data_path, workers=None, float16=False, shard=None, check=Non
     if check is None:
         require_output_dir(data_path, 'DATA_PATH')
         remove_stale_partials(os.path.join(data_path, 'spec'), owned=in_shard(shard))  # left by a killed process
+    mine = [path for path in paths if in_shard(shard)(os.path.splitext(os.path.basename(path))[0])]
+    if shard:
+        report.log(f'shard {shard[0]}/{shard[1]}: {len(mine)} of the {len(paths)} audio files hash to it',
+                   shard=shard)
 
     jobs, failures, duplicates, done_before, seen = [], [], [], 0, set()
     dtype = np.float16 if float16 else np.float32
-    for path in paths:
+    for path in mine:
         track_id = os.path.splitext(os.path.basename(path))[0]
-        if not in_shard(shard)(track_id):
-            continue
         if track_id in seen:  # one spectrogram per id: the first path in sorted order wins
             duplicates.append(path)
             continue
@@ -103,9 +106,6 @@ def run(audio_dir, data_path, workers=None, float16=False, shard=None, check=Non
                duplicate_ids=duplicates)
     if check is not None:  # N of --check N, else that of --shard K/N (0: no shard named)
         return report_missing(report, jobs, failures, check or (shard[1] if shard else 0))
-    if shard:
-        report.log(f'shard {shard[0]}/{shard[1]}: {len(seen)} of the {len(paths)} audio files\' track ids hash to '
-                   'this shard', shard=list(shard))
 
     computed, short = 0, {}
     with tqdm(total=len(jobs), desc='mel spectrograms', unit='file') as progress:
@@ -139,10 +139,8 @@ def report_missing(report, jobs, failures, count):
     for track_id, path in missing:
         where = f' (shard {shard_of(track_id, count)}/{count})' if count else ''
         report.log(f'MISSING {track_id}{where}: {path}')
-    by_shard = {}
-    for track_id, _ in missing:
-        by_shard[shard_of(track_id, count)] = by_shard.get(shard_of(track_id, count), 0) + 1
-    summary = ', '.join(f'shard {k}/{count}: {n}' for k, n in sorted(by_shard.items())) if count else ''
+    by_shard = Counter(shard_of(track_id, count) for track_id, _ in missing) if count else {}
+    summary = ', '.join(f'shard {k}/{count}: {n}' for k, n in sorted(by_shard.items()))
     report.log(f'check: {len(missing)} spectrogram(s) missing' + (f' ({summary})' if summary else '') +
                (f'; {len(failures)} track id(s) unusable' if failures else ''))
     return 1 if missing or failures else 0

@@ -85,7 +85,7 @@ def test_three_shards_write_what_one_run_writes(audio, tmp_path):
     for k, process in zip((0, 2), shards):
         code, out = finish(process)
         assert code == 0, out
-        assert f'shard {k}/3: {len(by_shard[k])} of the {N_FILES} audio files' in out
+        assert f'shard {k}/3: {len(by_shard[k])} of the {N_FILES} audio files hash to it' in out
     print(f'shards 0/3 and 2/3 side by side: {time.time() - started:.1f} s')
 
     code, out = finish(step0(folder, sharded, '--check', '3'))
