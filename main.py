@@ -7,9 +7,11 @@
 Every flag of the original keeps its name and default; `python main.py --help` lists them all.
 """
 import argparse
+import contextlib
 import json
 import os
 import sys
+from datetime import timedelta
 
 from cli_args import (BOOL, HelpFormatter, devices_arg, int_or_float, learning_rate, non_negative_float,
                       non_negative_int, positive_float, positive_int, public_config, str2bool, take_neptune_key,
@@ -71,6 +73,8 @@ def build_parser():
                      help='count or list; None: --gpu_id on a GPU, 1 on CPU')
     new.add_argument('--num_nodes', type=positive_int, default=1, help='machines for multi-node DDP')
     new.add_argument('--strategy', type=str, default='auto', help='auto, ddp, ddp_spawn, ...')
+    new.add_argument('--ddp_timeout', type=positive_int, default=1800,
+                     help='DDP: seconds to wait for the other nodes at the rendezvous (and at each collective)')
     new.add_argument('--precision', type=str, default='32-true', choices=PRECISIONS,
                      help='Lightning precision: bf16-mixed is the fast path on CPUs with bf16 and on recent GPUs')
     new.add_argument('--channels_last', type=str2bool, default=False, metavar=BOOL,
@@ -101,7 +105,10 @@ def build_parser():
                      help='also write best_until_N.ckpt: the best valid MAP among the validations up to step N, '
                           'i.e. what a run with that budget would have kept (-1: off)')
     new.add_argument('--limit_train_batches', type=int_or_float, default=1.0, help='batches (int) or fraction per epoch')
-    new.add_argument('--limit_val_batches', type=int_or_float, default=1.0, help='batches (int) or fraction per validation')
+    new.add_argument('--limit_val_batches', type=int_or_float, default=1.0,
+                     help='batches (int) or fraction per validation: a validation subset, the first songs of the split')
+    new.add_argument('--check_val_every_n_epoch', type=positive_int, default=1,
+                     help='validate (and select best.ckpt) every N epochs; the original: every epoch')
     new.add_argument('--limit_test_batches', type=int_or_float, default=1.0, help='batches (int) or fraction in TEST')
     return parser
 
@@ -151,6 +158,17 @@ def prepare(config, splits, checkpoint_path):
     return dm, data, model_state, hparams
 
 
+def make_strategy(config):
+    """--strategy, with --ddp_timeout for the DDP family (Lightning's own default otherwise): a node whose peers
+    never come fails after that long instead of the default half hour."""
+    from pytorch_lightning.strategies import StrategyRegistry
+    from pytorch_lightning.strategies.ddp import DDPStrategy
+    entry = StrategyRegistry[config.strategy] if config.strategy in StrategyRegistry else None
+    if entry is None or entry['strategy'] is not DDPStrategy:  # ddp, ddp_spawn, ddp_fork, ddp_find_unused...
+        return config.strategy
+    return DDPStrategy(**entry['init_params'], timeout=timedelta(seconds=config.ddp_timeout))
+
+
 def make_trainer(config, callbacks=(), logger=False):
     import pytorch_lightning as pl
     from lightning_fabric.utilities.exceptions import MisconfigurationException
@@ -158,10 +176,11 @@ def make_trainer(config, callbacks=(), logger=False):
     from solver import AtomicCheckpointIO
     accelerator, devices = resolve_devices(config)
     settings = dict(default_root_dir=config.model_save_path, accelerator=accelerator, devices=devices,
-                    plugins=[AtomicCheckpointIO()], num_nodes=config.num_nodes, strategy=config.strategy,
+                    plugins=[AtomicCheckpointIO()], num_nodes=config.num_nodes, strategy=make_strategy(config),
                     precision=config.precision, max_epochs=config.n_epochs, max_steps=config.max_steps,
                     limit_train_batches=config.limit_train_batches, limit_val_batches=config.limit_val_batches,
                     limit_test_batches=config.limit_test_batches, logger=logger, callbacks=list(callbacks),
+                    check_val_every_n_epoch=config.check_val_every_n_epoch,
                     reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0, log_every_n_steps=10,
                     enable_model_summary=False)  # train() prints one line instead of the 12-line table
     try:
@@ -169,6 +188,22 @@ def make_trainer(config, callbacks=(), logger=False):
     except (ValueError, MisconfigurationException) as e:  # a flag Lightning refuses: --strategy, --accelerator...
         raise UserError(f'{str(e).strip().splitlines()[0]} (check --accelerator, --devices, --strategy, '
                         '--num_nodes, --precision)')
+
+
+@contextlib.contextmanager
+def rendezvous_errors(trainer, config):
+    """A DDP node that cannot meet the others (no node 0 listening, a peer that never comes, a port taken): one
+    line naming the address, port and wait instead of torch's traceback."""
+    import torch.distributed as dist
+    try:
+        yield
+    except (dist.DistNetworkError, dist.DistStoreError) as error:
+        env = trainer.strategy.cluster_environment
+        raise UserError(f'DDP node {trainer.node_rank} of {config.num_nodes} could not meet the others at the '
+                        f'rendezvous {env.main_address}:{env.main_port} within --ddp_timeout {config.ddp_timeout} s '
+                        f'({str(error).strip().splitlines()[0]}); start every node with MASTER_ADDR = node 0\'s '
+                        'address, reachable from all, and one free MASTER_PORT, within that time of each other, or '
+                        'raise --ddp_timeout') from None
 
 
 def run_config(config, dm):
@@ -188,21 +223,27 @@ def train(config):
     dm, data, _, hparams = prepare(config, ('train', 'valid'), config.ckpt_path)
     require_output_dir(config.model_save_path, '--model_save_path')  # after the input checks: no stray folder
     remove_stale_partials(config.model_save_path)  # a checkpoint write cut short by a kill
-    logger = make_logger(config, hparams.get('config'))  # before the config is saved: it records the run id
-    settings = dict(run_config(config, dm), **tracking_record(logger))
-    solver = Solver(input_type=config.input_type, word_dim=data.word_dim, cf_dim=data.cf_dim or 200,
-                    n_channels=config.n_channels, channels_last=config.channels_last, config=settings,
-                    **{k: getattr(config, k) for k in TRAINING_FLAGS})
     checkpoint_cb = ModelCheckpoint(dirpath=config.model_save_path, filename='best', monitor='map', mode='max',
                                     save_top_k=1, enable_version_counter=False)
     # last.ckpt after every epoch, whether or not the valid MAP improved: the state a resume continues from
     last_cb = ModelCheckpoint(dirpath=config.model_save_path, filename='last', monitor=None, save_top_k=1,
                               enable_version_counter=False)
-    print(f'model: {type(solver.model).__name__}, {sum(p.numel() for p in solver.parameters()):,} parameters')
     stopper = plateau_stopper(config)
     optional = [c for c in (stopper, budget_checkpoint(config)) if c]
-    trainer = make_trainer(config, [checkpoint_cb, last_cb] + optional, logger)
-    trainer.fit(solver, datamodule=dm, ckpt_path=config.ckpt_path)
+    trainer = make_trainer(config, [checkpoint_cb, last_cb] + optional)
+    # made once the Trainer has set this process's rank (node 1 of a hand-started multi-node run reads rank 0 from
+    # the environment until then): one MLflow run for all nodes, created by rank 0; before the config is saved,
+    # which records the run id
+    logger = make_logger(config, hparams.get('config'))
+    trainer.loggers = [one for one in (logger if isinstance(logger, list) else [logger]) if one]
+    settings = dict(run_config(config, dm), **tracking_record(logger))
+    solver = Solver(input_type=config.input_type, word_dim=data.word_dim, cf_dim=data.cf_dim or 200,
+                    n_channels=config.n_channels, channels_last=config.channels_last, config=settings,
+                    **{k: getattr(config, k) for k in TRAINING_FLAGS})
+    if trainer.is_global_zero:
+        print(f'model: {type(solver.model).__name__}, {sum(p.numel() for p in solver.parameters()):,} parameters')
+    with rendezvous_errors(trainer, config):
+        trainer.fit(solver, datamodule=dm, ckpt_path=config.ckpt_path)
     checkpoint_cb.last_model_path = last_cb.best_model_path
     if trainer.is_global_zero:
         # how training ended, beside the config: the step it stopped at and whether the plateau rule stopped it
@@ -268,7 +309,8 @@ def test(config):
                     channels_last=config.channels_last, **model_dims(model_state, hparams))
     load_state(solver.model, path, model_state)
     trainer = make_trainer(config)
-    trainer.test(solver, datamodule=dm, verbose=False)
+    with rendezvous_errors(trainer, config):
+        trainer.test(solver, datamodule=dm, verbose=False)
     if not trainer.is_global_zero:
         return None
     # with ddp_spawn the evaluation ran in child processes: its record is the summary they wrote
@@ -288,6 +330,10 @@ if __name__ == '__main__':
     from console import config_line, quiet_lightning
     parser = build_parser()
     args = parser.parse_args()
+    if args.num_nodes > 1:
+        # c10d logs every failed rendezvous attempt with a C++ backtrace before the Python error that
+        # rendezvous_errors turns into one line; TORCH_CPP_LOG_LEVEL=WARNING shows them again
+        os.environ.setdefault('TORCH_CPP_LOG_LEVEL', 'FATAL')
     take_neptune_key(args)
     quiet_lightning()
     print(config_line(args, parser))

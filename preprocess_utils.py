@@ -112,12 +112,18 @@ def _process_alive(pid):
     return True
 
 
-def remove_stale_partials(root):
-    """Delete the temporary files of writers that died (killed mid-write) under `root`; returns how many."""
+def remove_stale_partials(root, owned=None):
+    """Delete the temporary files of writers that died (killed mid-write) under `root`; returns how many. With
+    `owned` (a predicate on the final file name), only those of files this process owns: a folder shared by
+    machines holds the live partial files of other machines, whose process ids mean nothing here."""
     removed = 0
     for directory, _, files in os.walk(root):
         for name in files:
-            pid = name.rpartition(PARTIAL_MARK)[2] if name.startswith('.') and PARTIAL_MARK in name else ''
+            if not (name.startswith('.') and PARTIAL_MARK in name):
+                continue
+            final, _, pid = name[1:].rpartition(PARTIAL_MARK)
+            if owned is not None and not owned(final):
+                continue
             if pid.isdigit() and (int(pid) == os.getpid() or not _process_alive(int(pid))):
                 os.remove(os.path.join(directory, name))
                 removed += 1

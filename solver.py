@@ -126,6 +126,7 @@ class Solver(pl.LightningModule):
         self.eval_outputs = []
         self.last_eval = None
         self.training_rng = None  # the random stream of the training steps (see on_train_batch_start)
+        self.drawn = []  # the epoch's training samples this process trained on (checked across DDP ranks)
 
     # pragma: no mutate end
     def configure_optimizers(self):
@@ -174,7 +175,24 @@ class Solver(pl.LightningModule):
         self.log('train/loss', loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(tag_emb))
         self.log('train/rows_without_negative', skipped, on_step=False, on_epoch=True, reduce_fx='sum')
         self.training_rng = rng_state(self.device)
+        if 'sample' in batch:
+            self.drawn.append(batch['sample'])
         return loss
+
+    def on_train_epoch_end(self):
+        """Under DDP, prove on rank 0 that no two ranks trained on one sample of the epoch: they would repeat one
+        another's draws (the generator of a sample is seeded by its number)."""
+        drawn, self.drawn = self.drawn, []
+        if self.trainer.world_size <= 1 or not drawn:
+            return
+        every = self.all_gather(torch.cat(drawn))  # (world_size, samples per rank): every rank runs as many steps
+        unique = int(torch.unique(every).numel())
+        if self.trainer.is_global_zero:
+            ranks, per_rank = every.shape
+            print(f'epoch {self.current_epoch}: {ranks} ranks trained on {ranks * per_rank} samples ({per_rank} '
+                  f'each), {unique} distinct' + ('' if unique == every.numel() else
+                                                 f'; warning: {every.numel() - unique} drawn on two ranks'),
+                  flush=True)
 
     # ------------------------------------------------------------------ validation and test: one path
     def validation_step(self, batch, batch_idx):

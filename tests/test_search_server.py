@@ -5,7 +5,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,10 @@ import numpy as np
 import pytest
 import soundfile
 
+from ports import free_port
 from search_fixtures import ckpt, index, test_index, words  # noqa: F401 (pytest fixtures)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def ids_of_test(dataset):
