@@ -19,7 +19,7 @@ def cosine_scores(tag_embs, song_embs):
     return F.normalize(tag_embs, dim=-1) @ F.normalize(song_embs, dim=-1).T
 
 
-def precision_at_k(scores, labels, k=10):
+def precision_at_k(scores, labels, k):
     """The original's rule, all rows at once: ascending stable sort, reversed, so a tie at the cut keeps the
     later songs (an argpartition would pick among tied songs arbitrarily, and P@k would depend on it)."""
     k = min(k, scores.shape[1])

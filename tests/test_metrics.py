@@ -31,10 +31,17 @@ def test_precision_at_k_breaks_ties_as_the_original():
 
 
 def test_metrics_tag_without_positives_is_nan_and_left_out():
-    scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.1]])
-    labels = np.array([[1, 0, 0], [0, 0, 0]])
-    per_tag = retrieval_metrics(scores, labels)
-    assert per_tag['ap'][0] == 1.0 and np.isnan(per_tag['ap'][1]) and np.isnan(per_tag['roc_auc'][1])
+    """Rows without a positive or without a negative have no AUC or AP, silently; one positive or one negative is
+    enough."""
+    scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.1], [0.2, 0.3, 0.1], [0.4, 0.3, 0.6], [0.4, 0.3, 0.6]])
+    labels = np.array([[1, 0, 0], [0, 0, 0], [1, 1, 1], [1, 1, 0], [0, 0, 1]])
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # no numpy warning for the 0 / 0 of the rows without an AUC
+        per_tag = retrieval_metrics(scores, labels)
+    assert np.isnan(per_tag['ap'][1:3]).all() and np.isnan(per_tag['roc_auc'][1:3]).all()
+    for i in (0, 3, 4):
+        assert per_tag['roc_auc'][i] == pytest.approx(roc_auc_score(labels[i], scores[i]))
+        assert per_tag['ap'][i] == pytest.approx(average_precision_score(labels[i], scores[i]))
 
 
 def test_summarise_means_per_group_leave_nan_out_without_warnings():
