@@ -138,7 +138,7 @@ class Interpreter:
         unknown words)."""
         found, stops, unknown = [], [], []
         for part in re.split(r'[,;]', query):
-            words = words_of(part) if drop_stop_words else part.split()
+            words = words_of(part)
             i = 0
             while i < len(words):
                 hit, n = self.match(words, i, full, drop_stop_words)
