@@ -37,7 +37,7 @@ Code: search.py (this command line), search_index.py (catalogue, resumable embed
 index's files), search_terms.py (what a query means), search_query.py (query vectors, search, result
 formatting), search_eval.py (the query benchmark), search_sentence.py (the optional sentence encoder).
 
-A query is read as tags with weights (search_terms; docs/search.md): stop words are dropped, tags recognised (a
+A query is read as tags with weights (search_terms; docs/queries.md): stop words are dropped, tags recognised (a
 multi-word tag such as "smooth jazz" or smooth_jazz is one), and every other word mapped to its nearest tags in
 the word vectors, which are --w2v_path, by default for google DATA/GoogleNews-vectors-negative300.bin (or
 DATA/glove-6b-50d.bin, the demo dataset's GloVe, when only that exists), for music

@@ -169,7 +169,9 @@ class Interpreter:
         'stop_words', 'unknown': [{'word', 'suggestions'}], 'unmapped': [{'word', 'nearest', 'similarity'}]}.
         mapper: other words -> tags (default: nearest tags in the word vectors; search_sentence's encoder)."""
         found, stops, unknown = self.read(query)
-        if not found:
+        extra = list(unknown) if mapper is not None else []  # a sentence encoder reads any word, in pieces
+        unknown = [] if mapper is not None else unknown
+        if not found and not extra:
             raise self.unknown_word(unknown[0])
         terms, unmapped, loose = [], [], []
         for text, key, vector, is_tag in found:
@@ -179,10 +181,11 @@ class Interpreter:
                 self.map_word(text, vector, terms, unmapped)
             else:
                 loose.append(text)
-        if loose:
-            mapped = mapper(' '.join(loose), self.tags)
-            terms += [{'text': ' '.join(loose), 'kind': 'sentence', 'tags': mapped}] if mapped else []
-            unmapped += [] if mapped else [{'word': ' '.join(loose), 'nearest': None, 'similarity': None}]
+        if loose or extra:
+            text = ' '.join(loose + extra)
+            mapped = mapper(text, self.tags)
+            terms += [{'text': text, 'kind': 'sentence', 'tags': mapped}] if mapped else []
+            unmapped += [] if mapped else [{'word': text, 'nearest': None, 'similarity': None}]
         return self.meaning(query, terms, stops, unknown, unmapped)
 
     def map_word(self, text, vector, terms, unmapped):
