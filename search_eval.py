@@ -49,13 +49,13 @@ def read_queries(path, vocabulary):
 
 
 def relevance(searcher, tag_sets):
-    """(n_queries, n_songs) 0/1: the song carries every tag of the set."""
+    """(n_queries, n_songs) 0/1: the song carries every tag of the set. A query without a relevant song is left
+    out of the means (and listed); an index where no query has one is an error."""
     song_tags = [{normalise_tag(t) for t in searcher.tags_of(i)} for i in range(len(searcher.track_ids))]
     labels = np.array([[set(tags) <= have for have in song_tags] for tags in tag_sets], dtype=np.float64)
-    empty = [', '.join(tags) for tags, row in zip(tag_sets, labels) if not row.any()]
-    if empty:
-        raise UserError(f'no song of {searcher.files.path} carries all of: {empty[0]}; an index built without '
-                        'tags (--audio_dir) cannot be evaluated, else drop or change that query')
+    if not labels.any():
+        raise UserError(f'no song of {searcher.files.path} carries the tags of any query; an index built without '
+                        'tags (--audio_dir) cannot be evaluated: build one with --data_path')
     return labels
 
 
@@ -72,9 +72,10 @@ def scores_of(searcher, texts, mode):
 
 
 def evaluate(searcher, queries, modes, k=10):
-    """{'queries': [{query, tags, relevant, <label>: {p, ap, error}}], 'means': {label: {p, ap}}, 'k'}."""
+    """{'queries': [{query, tags, relevant, scores: {label: {p, ap, error}}}], 'means': {label: {p, ap}}, 'k'}."""
     labels = relevance(searcher, [tags for _, tags in queries])
-    rows = [{'query': q, 'tags': tags, 'relevant': int(n)} for (q, tags), n in zip(queries, labels.sum(axis=1))]
+    rows = [{'query': q, 'tags': tags, 'relevant': int(n), 'scores': {}} for (q, tags), n in zip(queries, labels.sum(axis=1))]
+    counted = labels.any(axis=1)
     runs = [(mode, [q for q, _ in queries], mode) for mode in modes]
     runs.append((TYPED, [', '.join(tags) for _, tags in queries], 'tags'))
     means = {}
@@ -83,9 +84,10 @@ def evaluate(searcher, queries, modes, k=10):
         p, ap = precision_at_k(scores, labels, k), average_precision(scores, labels)
         for i in errors:  # an unreadable query found nothing
             p[i] = ap[i] = 0.0
-        for i, row in enumerate(rows):
-            row[label] = {'p': float(p[i]), 'ap': float(ap[i]), 'error': errors.get(i)}
-        means[label] = {'p': float(np.mean(p)), 'ap': float(np.nanmean(ap))}
+        for i, row in enumerate(rows):  # None: no song to find
+            row['scores'][label] = {'p': float(p[i]) if counted[i] else None, 'ap': float(ap[i]) if counted[i] else None,
+                          'error': errors.get(i)}
+        means[label] = {'p': float(np.mean(p[counted])), 'ap': float(np.mean(ap[counted]))}
     return {'queries': rows, 'means': means, 'k': k}
 
 
@@ -97,20 +99,27 @@ def format_report(report, n_listed=5):
     head = f'{"query":<{width}}{"songs":>6}' + ''.join(f'{LABELS[m] + f" P@{k}":>22}{"AP":>7}' for m in labels)
     lines = [head]
     for row in report['queries']:
-        cells = ''.join(f'{row[m]["p"]:>22.2f}{row[m]["ap"]:>7.3f}' for m in labels)
+        cells = ''.join(f'{row["scores"][m]["p"]:>22.2f}{row["scores"][m]["ap"]:>7.3f}' if row['relevant'] else f'{"-":>22}{"-":>7}'
+                        for m in labels)
         lines.append(f'{row["query"]:<{width}}{row["relevant"]:>6}{cells}   [{", ".join(row["tags"])}]')
     means = report['means']
+    scored = [r for r in report['queries'] if r['relevant']]
     lines.append(f'{"mean":<{width}}{"":>6}' + ''.join(f'{means[m]["p"]:>22.3f}{means[m]["ap"]:>7.3f}'
                                                         for m in labels))
     if 'average' in labels and 'tags' in labels:
-        gain = sorted(report['queries'], key=lambda r: r['average']['ap'] - r['tags']['ap'])
+        gain = sorted(scored, key=lambda r: r['scores']['average']['ap'] - r['scores']['tags']['ap'])
         lines.append('most improved (AP, old -> new): ' + '; '.join(
-            f'{r["query"]!r} {r["average"]["ap"]:.3f} -> {r["tags"]["ap"]:.3f}' for r in gain[:n_listed]))
+            f'{r["query"]!r} {r["scores"]["average"]["ap"]:.3f} -> {r["scores"]["tags"]["ap"]:.3f}'
+            for r in gain[:n_listed]))
     if 'tags' in labels:
-        worst = sorted(report['queries'], key=lambda r: r['tags']['ap'])
-        lines.append(f'weakest under the new path (AP new / typed tags): ' + '; '.join(
-            f'{r["query"]!r} {r["tags"]["ap"]:.3f} / {r[TYPED]["ap"]:.3f}' for r in worst[:n_listed]))
+        worst = sorted(scored, key=lambda r: r['scores']['tags']['ap'])
+        lines.append('weakest under the new path (AP new / typed tags): ' + '; '.join(
+            f'{r["query"]!r} {r["scores"]["tags"]["ap"]:.3f} / {r["scores"][TYPED]["ap"]:.3f}'
+            for r in worst[:n_listed]))
+    missing = [r['query'] for r in report['queries'] if not r['relevant']]
+    if missing:
+        lines.append(f'left out of the means, no song carries their tags: {", ".join(map(repr, missing))}')
     for row in report['queries']:
-        lines += [f'{LABELS[m]} could not read {row["query"]!r}: {row[m]["error"]}' for m in labels
-                  if row[m]['error']]
+        lines += [f'{LABELS[m]} could not read {row["query"]!r}: {row["scores"][m]["error"]}' for m in labels
+                  if row['scores'][m]['error']]
     return '\n'.join(lines)

@@ -53,12 +53,13 @@ def test_evaluate_scores_each_query_in_each_mode(dataset, test_index, tmp_path):
         for label, text, mode in (('average', query, 'average'), ('tags', query, 'tags'),
                                   ('typed', ', '.join(tags), 'tags')):
             p, ap = expected(searcher, dataset, text, tags, mode)
-            assert abs(row[label]['p'] - p) < 1e-9, (row, label, p)
-            assert abs(row[label]['ap'] - ap) < 1e-6, (row, label, ap)
+            assert abs(row['scores'][label]['p'] - p) < 1e-9, (row, label, p)
+            assert abs(row['scores'][label]['ap'] - ap) < 1e-6, (row, label, ap)
     for label in ('average', 'tags', 'typed'):
-        assert abs(report['means'][label]['ap'] - np.mean([r[label]['ap'] for r in report['queries']])) < 1e-9
+        assert abs(report['means'][label]['ap'] - np.mean([r['scores'][label]['ap'] for r in report['queries']])) < 1e-9
     # a query typed as its own tags reads the same in both
-    assert report['queries'][0]['tags']['ap'] == report['queries'][0]['typed']['ap']
+    assert report['queries'][0]['scores']['tags']['ap'] == report['queries'][0]['scores']['typed']['ap']
+    assert report['queries'][1]['tags'] == ['tag01', 'tag03']
 
     text = evaluate('--index_path', test_index, '--queries', str(tmp_path / 'q.tsv'))
     lines = text.stdout.splitlines()
@@ -77,6 +78,23 @@ def test_a_query_a_mode_cannot_read_scores_zero_and_is_named(test_index, tmp_pat
     first = out.stdout.splitlines()[1].split()
     assert first[:2] == ['the', 'pianno'] and first[3:7] == ['0.00', '0.000', '0.00', '0.000'], first
     assert first[7] != '0.00'  # typed as `tag01`, it is read
+
+
+def test_a_query_no_song_answers_is_left_out_of_the_means(dataset, test_index, tmp_path):
+    every = list(dataset['tags'])
+    rows = [int(e.split('//')[0]) for e in dataset['splits']['test']]
+    assert not dataset['binaries'][rows].all(axis=1).any()  # no test song carries every tag
+    path = write_queries(tmp_path / 'q.tsv', [('tag02', ['tag02']), ('tag03 tag04', every)])
+    out = evaluate('--index_path', test_index, '--queries', path, '--json')
+    report = json.loads(out.stdout)
+    assert report['queries'][1]['relevant'] == 0 and report['queries'][1]['scores']['tags'] == {
+        'p': None, 'ap': None, 'error': None}
+    assert report['means']['tags']['ap'] == report['queries'][0]['scores']['tags']['ap']
+    text = evaluate('--index_path', test_index, '--queries', path).stdout
+    assert "left out of the means, no song carries their tags: 'tag03 tag04'" in text, text
+    path = write_queries(tmp_path / 'none.tsv', [('tag03 tag04', every)])
+    out = evaluate('--index_path', test_index, '--queries', path)
+    assert out.returncode == 2 and 'carries the tags of any query' in out.stderr, out.stderr
 
 
 def test_bad_query_files_are_one_error_line(test_index, tmp_path):
