@@ -9,7 +9,7 @@
     model.tags('a.flac', k=5)                         # [('piano', 0.61), ...]: the whole vocabulary, ranked
     index = Index.open('search_index')
     index.search('piano', k=10)                       # by words; the same answer as `search.py query`
-    index.search('sad violin', mode='average')        # the former word averaging (search_query.MODES)
+    index.search('sad violin', mode='average')        # the former word averaging (search_terms.MODES)
     index.search_audio('a.flac', k=10)                # by example (loads the index's checkpoint)
     index.similar('TRAAAAW128F429D538', k=10)         # the songs nearest a song of the catalogue
     index.tags('TRAAAAW128F429D538', k=10)            # its predicted tags beside its annotated ones
