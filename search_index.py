@@ -124,6 +124,7 @@ class AudioCatalogue:
         return self._files[track_id]
 
     def open_spec(self, track_id):
+        from data_loader import open_spec  # torch-free import of search.py: data_loader only when embedding
         return open_spec(self.spec_file(track_id))
 
 
