@@ -144,7 +144,7 @@ def test_approximate_indexes_build_and_answer(dataset, ckpt, words, tmp_path, ca
               '--index_type', kind)
         assert 'reusing the 96 song embeddings' in capsys.readouterr().err
     exact = Searcher(str(tmp_path / 'flat'))
-    queries = list(dataset['tags']) + ['tag01 tag04', 'piano', 'guitar, tag05', 'smooth jazz']
+    queries = list(dataset['tags']) + ['tag01 tag04', 'the piano, tag02', 'guitar, tag05', 'smooth jazz tag00']
     assert recall(Searcher(str(ivf)), exact, queries, 10) >= 0.5
     assert recall(Searcher(str(ivf), nprobe=6), exact, queries, 10) == 1.0  # every list: exact
     assert recall(Searcher(str(tmp_path / 'hnsw')), exact, queries, 10) >= 0.9
