@@ -16,18 +16,22 @@ from errors import UserError
 from preprocess_utils import atomic_save_npy, worker_pool, write_error
 
 AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg', '.mp3')
+MANIFEST = 'audio_manifest.tsv'  # DATA_PATH's track -> audio file table, written by import_dataset.py
 MEL_PARAMS = {'sr': 22050, 'n_fft': 1024, 'hop_length': 512, 'n_mels': 128}
 SHORT_FRACTION = 0.9  # decoded audio below this share of the header's duration is reported
 
 
-def compute_mel(path_or_audio, sr=22050, n_fft=1024, hop_length=512, n_mels=128):
-    """Log-mel spectrogram (n_mels, T) float32 of an audio file, or of a mono waveform already at `sr`."""
+def compute_mel(path_or_audio, sr=22050, n_fft=1024, hop_length=512, n_mels=128, max_seconds=None):
+    """Log-mel spectrogram (n_mels, T) float32 of an audio file, or of a mono waveform already at `sr`. With
+    max_seconds, only the middle max_seconds of a longer file are decoded."""
     import librosa  # lazy: librosa's import is slow and only the workers need it
 
     if isinstance(path_or_audio, (str, os.PathLike)):
+        stated = header_duration(path_or_audio) if max_seconds else None
+        offset = max(0.0, (stated - max_seconds) / 2) if stated else 0.0
         with warnings.catch_warnings():  # librosa warns before its audioread fallback; errors are reported
             warnings.simplefilter('ignore')
-            audio, _ = librosa.load(path_or_audio, sr=sr, mono=True)
+            audio, _ = librosa.load(path_or_audio, sr=sr, mono=True, offset=offset, duration=max_seconds)
     else:
         audio = np.asarray(path_or_audio, dtype=np.float32)
     if audio.size == 0:
@@ -62,9 +66,11 @@ def header_duration(path):
         return None
 
 
-def shortfall(path, n_frames, sr, hop_length):
+def shortfall(path, n_frames, sr, hop_length, max_seconds=None):
     """A note when the decoded audio is far shorter than the header says (a truncated download), else None."""
     stated, decoded = header_duration(path), (n_frames - 1) * hop_length / sr
+    if stated is not None and max_seconds:
+        stated = min(stated, max_seconds)
     if stated is not None and decoded < SHORT_FRACTION * stated and stated - decoded > hop_length / sr:
         return f'decoded {decoded:.1f} s of the {stated:.1f} s its header states (truncated file?)'
     return None
@@ -85,7 +91,8 @@ def convert(job):
     except UserError as error:
         return audio_path, None, str(error), None
     return audio_path, None, None, shortfall(audio_path, mel.shape[1], mel_params.get('sr', MEL_PARAMS['sr']),
-                                             mel_params.get('hop_length', MEL_PARAMS['hop_length']))
+                                             mel_params.get('hop_length', MEL_PARAMS['hop_length']),
+                                             mel_params.get('max_seconds'))
 
 
 def run_jobs(jobs, workers, notes=None):
@@ -115,6 +122,33 @@ def check_mel_settings(sr, n_fft, n_mels):
     if empty:
         raise UserError(f'--n_fft {n_fft} at --sr {sr} leaves {empty} of the {n_mels} mel bands empty (too few frequency '
             f'bins); raise --n_fft (the default is {MEL_PARAMS["n_fft"]}) or lower --n_mels')
+
+
+def read_manifest(path):
+    """[(track id, audio path relative to AUDIO_DIR)] from a manifest: header "track_id<TAB>path", then one line a
+    track."""
+    with open(path, encoding='utf-8') as f:
+        lines = f.read().splitlines()
+    if not lines or lines[0] != 'track_id\tpath':
+        raise UserError(f'{path} does not start with the header "track_id<TAB>path"; rewrite it with '
+                        'import_dataset.py or delete it to name spectrograms by file name')
+    entries = [line.split('\t') for line in lines[1:] if line]
+    bad = next((n for n, entry in enumerate(entries, 2) if len(entry) != 2 or not all(entry)), None)
+    if bad is not None:
+        raise UserError(f'{path} line {bad}: {lines[bad - 1]!r} is not "track_id<TAB>path"; rewrite it with '
+                        'import_dataset.py')
+    return [tuple(entry) for entry in entries]
+
+
+def manifest_audio(audio_dir, manifest):
+    """[(track id, audio path)] of a manifest, every file checked: a missing one is an error naming it."""
+    pairs = [(track_id, os.path.join(audio_dir, rel)) for track_id, rel in read_manifest(manifest)]
+    missing = [path for _, path in pairs if not os.path.isfile(path)]
+    if missing:
+        raise UserError(f'{len(missing)} of the {len(pairs)} audio files that {manifest} lists are not there (first: '
+                        f'{missing[0]}); pass the folder the audio was extracted to as AUDIO_DIR, or re-import with '
+                        '--audio_dir DIR --drop_missing to leave those tracks out')
+    return pairs
 
 
 def find_audio(audio_dir):

@@ -14,6 +14,10 @@
 - loader: training samples/s the DataLoader supplies from memory-mapped spectrograms, 0-2 workers (bench_train.py).
 - search: query latency over 1 million random 256-d songs, exact vs approximate FAISS indexes, with the recall@10
   of the approximate ones (search_bench.py; ~2 minutes and ~3 GB).
+- supply: training crops per second of one loader worker from full-track float16 spectrograms (128 x 10,000) read
+  cold (evicted from the page cache) and warm, spec/ against the frame-major spec_frames/ (bench_scaling.py).
+- scaling: step 0 per hour of audio, one validation pass, TEST scoring + metrics and search.py index per 1,000
+  songs at 1k, 10k and 50k songs, with memory peaks (bench_scaling.py; docs/scaling.md).
 """
 import argparse
 import os
@@ -25,6 +29,7 @@ import numpy as np
 import torch
 from sklearn import metrics as skm
 
+import bench_scaling
 import bench_train
 from cli_args import HelpFormatter
 from data_loader import crop, open_spec
@@ -138,7 +143,9 @@ BENCHES = {'negatives': lambda args: bench_negatives(), 'metrics': lambda args: 
            'e2e': lambda args: bench_train.bench_end_to_end(args.data_path, args.repeat, args.steps, args.num_workers,
                                                             args.sizes),
            'loader': lambda args: bench_train.bench_loader(args.data_path),
-           'search': lambda args: bench_search()}
+           'search': lambda args: bench_search(),
+           'supply': lambda args: bench_scaling.bench_supply(args.bench_dir, args.supply_files),
+           'scaling': lambda args: bench_scaling.bench_scaling(args.scaling_songs, bench_dir=args.bench_dir)}
 
 if __name__ == '__main__':
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
@@ -151,6 +158,10 @@ if __name__ == '__main__':
     parser.add_argument('--num_workers', type=int, default=0, help='e2e: DataLoader workers')
     parser.add_argument('--sizes', type=sizes_arg, default=bench_train.SIZES,
                         help='train/e2e: CNN base width x batch, comma-separated, e.g. 32x64,64x32')
+    parser.add_argument('--bench_dir', default=None, help='supply: a folder on the disk to measure (default: .)')
+    parser.add_argument('--supply_files', type=int, default=200, help='supply: tracks written (2.4 MiB each, twice)')
+    parser.add_argument('--scaling_songs', type=lambda v: [int(n) for n in v.split(',')], default=[1000, 10000, 50000],
+                        help='scaling: song counts, comma-separated')
     arguments = parser.parse_args()
     chosen = [name for item in arguments.only for name in item.split(',') if name]
     unknown = sorted(set(chosen) - set(BENCHES))

@@ -129,6 +129,12 @@ def take_neptune_key(config):
 
 
 CREDENTIAL = re.compile(r'key|token|password|secret|credential', re.IGNORECASE)
+URI_USERINFO = re.compile(r'(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@', re.IGNORECASE)  # scheme://user:password@host
+
+
+def redact_uri(value):
+    """A value with the user:password of every URI in it replaced (http://u:p@host -> http://<redacted>@host)."""
+    return URI_USERINFO.sub(rf'\1{REDACTED}@', value) if isinstance(value, str) else value
 
 
 def public_config(config):
@@ -136,4 +142,5 @@ def public_config(config):
     and files."""
     values = dict(vars(config)) if not isinstance(config, dict) else dict(config)
     return {k: public_config(v) if isinstance(v, dict) else
-            REDACTED if CREDENTIAL.search(str(k)) and v not in (UNSET, None) else v for k, v in values.items()}
+            REDACTED if CREDENTIAL.search(str(k)) and v not in (UNSET, None) else redact_uri(v)
+            for k, v in values.items()}

@@ -68,3 +68,32 @@ def spectrogram_stamp(data_path, paths):
         stat = os.stat(path)
         digest.update(f'{os.path.relpath(path, data_path)}\t{stat.st_size}\t{stat.st_mtime_ns}\n'.encode())
     return digest.hexdigest()
+
+
+def check_tag_to_ix(data, path):
+    """When `path` (the release's train_tag_to_ix.pkl, which the original sampled balanced anchors' songs from) is
+    there, it must list for every tag exactly the training songs that binaries.npy marks with it: this loader derives
+    those lists from binaries.npy, so a disagreeing file would mean sampling from other songs than the original."""
+    if 'train' not in data.ids or not os.path.isfile(path):
+        return
+    from safe_pickle import load_pickle
+    fix = 'rebuild the split with step1_data_split.py, or remove the file (the loader needs only binaries.npy)'
+    listed = load_pickle(path, 'songs of each tag in the training split', fix)
+    if not isinstance(listed, dict):
+        raise UserError(f'{path} holds a {type(listed).__name__}, expected a dict of tag -> ["IX//TRACK_ID", ...]; '
+                        f'{fix}')
+    rows, track_ids = data.ids['train']
+    entries = np.array([f'{ix}//{track}' for ix, track in zip(rows, track_ids)])
+    carries = data.binaries[rows] > 0
+    differing = []
+    for column, tag in enumerate(data.tags):
+        expected = set(entries[carries[:, column]].tolist())
+        found = set(str(e) for e in listed.get(tag, []))
+        if found != expected:
+            differing.append(f'{tag} ({len(found)} listed, {len(expected)} in binaries.npy, '
+                             f'{len(found ^ expected)} differ)')
+    extra = sorted(set(map(str, listed)) - set(data.tags.tolist()))
+    if differing or extra:
+        what = differing[:3] + [f'tags not in tags.npy: {", ".join(extra[:3])}'] * bool(extra)
+        raise UserError(f'{path} disagrees with binaries.npy and train_ids.npy for {len(differing) + bool(extra)} '
+                        f'tag(s): {"; ".join(what)}; {fix}')

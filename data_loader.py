@@ -16,12 +16,13 @@ import os
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from errors import UserError
-from data_checks import refuse_non_finite
+from data_checks import check_tag_to_ix, refuse_non_finite
 from preprocess_utils import load_array, spec_path
 from safe_pickle import load_pickle
+from spec_layout import FRAMES_DIR, FrameMajorSpec, check_frames_copy, frames_file, read_npy_shape
 
 N_MELS = 128
 
@@ -84,15 +85,6 @@ def standardise_columns(array):
     return ((array - array.mean(axis=0)) / np.where(std > 0, std, 1)).astype(np.float32)
 
 
-def read_npy_shape(path):
-    """Shape of a .npy file from its header alone (no data read)."""
-    with open(path, 'rb') as f:
-        fmt = np.lib.format
-        read_header = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else fmt.read_array_header_2_0
-        shape, _, _ = read_header(f)
-    return shape
-
-
 class SplitData:
     """Everything of one data folder the model needs: tags, labels, word vectors, ids, CF factors, categories.
 
@@ -147,6 +139,8 @@ class SplitData:
             self.categories = np.array([found.get(t, 'unknown') for t in self.tags])
 
         refuse_non_finite(self, splits)
+        check_tag_to_ix(self, path('train_tag_to_ix.pkl'))
+        self.frames = os.path.isdir(os.path.join(data_path, FRAMES_DIR)) and input_type in ('spec', 'hybrid')
         if input_type in ('spec', 'hybrid'):
             for split in splits:
                 self.check_spectrograms(self.ids[split][1])
@@ -162,9 +156,17 @@ class SplitData:
             if len(shape) != 2 or shape[0] != N_MELS:
                 raise UserError(f'{file} has shape {shape}, expected ({N_MELS}, n_frames); recompute it with '
                                 'step0_mel_spectrogram.py')
+            if self.frames:
+                check_frames_copy(self.data_path, file, shape)
 
     def spec_file(self, track_id):
         return spec_path(self.data_path, track_id)
+
+    def open_spec(self, track_id):
+        """The track's spectrogram, read from its frame-major copy when spec_frames/ exists (spec_frames.py)."""
+        if self.frames:
+            return FrameMajorSpec(frames_file(self.data_path, self.spec_file(track_id)))
+        return open_spec(self.spec_file(track_id))
 
 
 def crop(spec, start, length):
@@ -246,10 +248,10 @@ class TrainDataset(Dataset):
             song = rng.choice(self.songs_with_tags)
             tag = rng.choice(np.flatnonzero(self.anchor_labels[song]))
         row, track_id = self.rows[song], self.track_ids[song]
-        item = {'tag': np.int64(tag), 'tag_vector': self.data.tag_vectors[tag],
+        item = {'sample': np.int64(index), 'tag': np.int64(tag), 'tag_vector': self.data.tag_vectors[tag],
                 'labels': self.data.binaries[row], 'spec': _EMPTY, 'cf': _EMPTY}
         if self.data.input_type in ('spec', 'hybrid'):
-            spec = open_spec(self.data.spec_file(track_id))
+            spec = self.data.open_spec(track_id)
             item['spec'] = crop(spec, train_crop_start(rng, spec.shape[1], self.input_length), self.input_length)
         if self.data.cf is not None:
             item['cf'] = self.data.cf[row]
@@ -272,7 +274,7 @@ class EvalDataset(Dataset):
         row, track_id = self.rows[index], self.track_ids[index]
         item = {'index': np.int64(index), 'labels': self.data.binaries[row], 'spec': _EMPTY, 'cf': _EMPTY}
         if self.data.input_type in ('spec', 'hybrid'):
-            spec = open_spec(self.data.spec_file(track_id))
+            spec = self.data.open_spec(track_id)
             item['spec'] = np.stack([crop(spec, s, self.input_length)
                                      for s in chunk_starts(spec.shape[1], self.input_length, self.num_chunk)])
         if self.data.cf is not None:
@@ -352,9 +354,9 @@ class TagRetrievalDataModule(pl.LightningDataModule):
         mask[[self.data.tag_to_index[t] for t in self.unseen_tags]] = False
         return mask
 
-    def _loader(self, dataset, batch_size, shuffle):
+    def _loader(self, dataset, batch_size, shuffle, sampler=None):
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          pin_memory=torch.cuda.is_available(), persistent_workers=False)
+                          sampler=sampler, pin_memory=torch.cuda.is_available(), persistent_workers=False)
 
     def train_dataloader(self):
         # rebuilt each epoch (Trainer reload_dataloaders_every_n_epochs=1) so the draws depend on the epoch; the
@@ -362,7 +364,18 @@ class TagRetrievalDataModule(pl.LightningDataModule):
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         dataset = TrainDataset(self.data, self.is_balanced, self.input_length, self.epoch_size, self.seed, epoch,
                                anchor_tags=np.flatnonzero(self.seen_mask))
-        return self._loader(dataset, self.batch_size, shuffle=False)
+        return self._loader(dataset, self.batch_size, shuffle=False, sampler=self._rank_sampler(dataset))
+
+    def _rank_sampler(self, dataset):
+        """Under DDP, rank r of W takes positions r, r + W, r + 2W... of the epoch's order: distinct samples on
+        every rank (each drawn from its own (seed, epoch, sample) generator), the same on every run, and the W ranks
+        together read the epoch's epoch_size samples, the tail that does not divide by W left out (Lightning's own
+        sampler would pad it with repeats: two ranks on one draw). One process: no sampler, as before."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size <= 1:
+            return None
+        return DistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False,
+                                  drop_last=True)
 
     def _eval_loader(self, split):
         dataset = EvalDataset(self.data, split, self.input_length, self.num_chunk)

@@ -2,7 +2,8 @@
 
     python experiments.py                          # CPU budget on data/demo, 5 seeds (~2 h on 2 cores)
     python experiments.py --full                   # the original's settings (200 epochs of 10,000; for a GPU)
-    python experiments.py --configs random balanced --seeds 0 --extra="--max_steps 2"   # a small part
+    python experiments.py --configs random balanced --seeds 0 --extra="--n_epochs 1 --epoch_size 128"   # a small part
+    python experiments.py --converge               # Tab1's trio trained to a plateau, under results/convergence
 
 1. Sampling (paper Tab1): random, balanced, balanced-weighted; acoustic model.
 2. Information source (Tab2 + category figure): cultural (cf), acoustic (spec), hybrid, and the hybrid with its item
@@ -12,6 +13,11 @@
 4. Learning curves: valid MAP against step for the runs of table 1.
 5. Beyond the paper: triplet vs InfoNCE with zero-shot tags (seen vs unseen MAP).
 6. Each claim as a paired difference per tag and seed with a bootstrap interval and a verdict (report.py).
+
+--converge trains random, balanced and balanced-weighted until the valid MAP levels off (no gain above
+0.001 for 10 validations in a row, 3,200 steps at most), with the same budget otherwise; each run also keeps and
+TESTs the checkpoint the 384-step budget would have selected, so the verdicts at the budget and at convergence come
+from the same runs (convergence_report.py).
 
 Every run is `main.py --mode TRAIN` then `--mode TEST` in a subprocess, under results/runs/CONFIG/seedS/. It resumes:
 a finished run (its test/ outputs all written) is skipped, an interrupted one continues from its last.ckpt (written
@@ -36,7 +42,9 @@ import numpy as np
 
 import tracking
 from cli_args import HelpFormatter, non_negative_int, usage_examples
+from convergence_report import CONVERGE_CONFIGS, make_convergence_report
 from errors import UserError, exit_on_user_error
+from preprocess_utils import kill_me_when_parent_dies
 from report import make_report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -61,6 +69,12 @@ ONE_SEED = set()
 # TEST in float32 on the original's 8 chunks, so the reported metrics are computed at full precision
 CPU_BUDGET = ['--n_channels', '32', '--batch_size', '64', '--epoch_size', '2048', '--n_epochs', '12', '--lr', '1e-3']
 CPU_TRAIN_ONLY = ['--num_chunk', '4', '--precision', 'bf16-mixed', '--channels_last', 'True']
+# to a plateau: the budget's epochs become a ceiling (100 x 32 = 3,200 steps) and the plateau rule ends each run;
+# the checkpoint the budget run would have kept (best valid MAP up to 12 x 2,048 / 64 = 384 steps) is kept too, so
+# the verdicts at the budget and at convergence come from the same runs on the same data
+BUDGET_STEPS = 384
+PLATEAU = ['--early_stop_patience', '10', '--early_stop_min_delta', '0.001', '--max_steps', '3200']
+CONVERGE_EPOCHS = '100'
 DATA_FILES = ['tags.npy', 'binaries.npy', 'train_ids.npy', 'valid_ids.npy', 'test_ids.npy', 'train_tag_to_ix.pkl',
               'tag_categories.tsv', 'google_emb.pkl', 'music_emb.pkl', 'ix_to_cf.npy']
 def run_dir(out, name, seed):
@@ -70,7 +84,8 @@ def run_dir(out, name, seed):
 def run_one(name, seed, args):
     folder = run_dir(args.out, name, seed)
     # TEST writes summary.json last; all three present and non-empty is a finished run, anything less is redone
-    outputs = [os.path.join(folder, 'test', name) for name in ('scores.npy', 'per_tag.csv', 'summary.json')]
+    outputs = [os.path.join(folder, result, name) for _, result in args.tests
+               for name in ('scores.npy', 'per_tag.csv', 'summary.json')]
     if all(os.path.isfile(path) and os.path.getsize(path) > 0 for path in outputs):
         with open(os.path.join(folder, 'config.json')) as f:
             run_id = json.load(f).get('mlflow_run_id')
@@ -92,11 +107,21 @@ def run_one(name, seed, args):
         _call(train, os.path.join(folder, 'train.log'))
         if os.path.isfile(last):  # finished: last.ckpt stays, but TRAIN is not repeated on a rerun
             os.replace(last, os.path.join(folder, 'last_finished.ckpt'))
-    test = [sys.executable, '-u', os.path.join(HERE, 'main.py'), '--mode', 'TEST', '--model_load_path',
-            os.path.join(folder, 'best.ckpt'), '--result_path', os.path.join(folder, 'test')] + common
-    _call(test, os.path.join(folder, 'test.log'))
+    for pattern, result in args.tests:
+        test = [sys.executable, '-u', os.path.join(HERE, 'main.py'), '--mode', 'TEST', '--model_load_path',
+                one_checkpoint(folder, pattern), '--result_path', os.path.join(folder, result)] + common
+        _call(test, os.path.join(folder, f'{result}.log'))
     record_provenance(folder, f'TRAIN + TEST finished in {time.time() - started:.0f} s')
     return 'ran'
+
+
+def one_checkpoint(folder, pattern):
+    """The checkpoint of a run that `pattern` names (best_until_*.ckpt: whatever step --extra set)."""
+    found = sorted(glob.glob(os.path.join(folder, pattern)))
+    if len(found) != 1:
+        raise UserError(f'expected one {pattern} in {folder}, found {len(found)}; remove the stale ones or the run '
+                        'folder to retrain it')
+    return found[0]
 
 
 def mlflow_flags(name, seed, args):
@@ -110,7 +135,8 @@ def _call(command, log):
     with open(log, 'a') as f:
         f.write('$ ' + shlex.join(command) + '\n')
         f.flush()
-        code = subprocess.call(command, stdout=f, stderr=subprocess.STDOUT)
+        # the child dies with this process, even by SIGKILL: a rerun never trains beside an orphan
+        code = subprocess.call(command, stdout=f, stderr=subprocess.STDOUT, preexec_fn=kill_me_when_parent_dies)
     if code:
         raise UserError(f'{shlex.join(command[1:4])}... failed with exit code {code}; see {log}')
 
@@ -210,27 +236,50 @@ def git_commit():
     return (git('rev-parse', 'HEAD') or 'unknown') + (' (with uncommitted changes)' if dirty else '')
 
 
+def apply_mode(args):
+    """The defaults that depend on --converge and --full: output folder, experiment, configurations, budget."""
+    suffix = '-convergence' if args.converge else ''
+    args.out = args.out or os.path.join(HERE, 'results', *(['convergence'] if args.converge else []))
+    args.experiment_name = args.experiment_name or 'tag-retrieval-grid' + suffix
+    args.configs = args.configs or (list(CONVERGE_CONFIGS) if args.converge else list(CONFIGS))
+    args.budget = [] if args.full else list(CPU_BUDGET)
+    args.train_only = [] if args.full else list(CPU_TRAIN_ONLY)
+    args.tests = [('best.ckpt', 'test')]  # (checkpoint file pattern, result folder) pairs TESTed after TRAIN
+    if args.converge:
+        if args.full:
+            raise UserError('--converge runs the CPU budget to a plateau; with --full pass the plateau flags to '
+                            'main.py through --extra, e.g. --extra "--early_stop_patience 10"')
+        # the epoch count becomes a ceiling; the plateau rule and the step cap end the run
+        args.budget[args.budget.index('--n_epochs') + 1] = CONVERGE_EPOCHS
+        args.train_only += PLATEAU + ['--keep_best_until_step', str(BUDGET_STEPS)]
+        args.tests.append(('best_until_*.ckpt', 'test_budget'))
+
+
 @exit_on_user_error
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=usage_examples(__doc__),
                                      formatter_class=HelpFormatter)
     parser.add_argument('--data_path', default=os.path.join(HERE, 'data', 'demo'), help='dataset of every run')
-    parser.add_argument('--out', default=os.path.join(HERE, 'results'), help='tables, figures and runs/ go here')
+    parser.add_argument('--out', default=None,
+                        help='tables, figures and runs/ go here; None: results/ (results/convergence/ with --converge)')
     parser.add_argument('--seeds', type=non_negative_int, nargs='+', default=[0, 1, 2, 3, 4],
                         help='seeds of every configuration')
-    parser.add_argument('--configs', nargs='+', choices=list(CONFIGS), default=list(CONFIGS),
-                        help='configurations to run')
+    parser.add_argument('--configs', nargs='+', choices=list(CONFIGS), default=None,
+                        help='configurations to run; None: all (the sampling trio with --converge)')
     parser.add_argument('--full', action='store_true', help="the original's settings instead of the CPU budget")
+    parser.add_argument('--converge', action='store_true',
+                        help='train each run until the valid MAP levels off (' + ' '.join(PLATEAU) + '), not for '
+                             'a fixed budget; later --extra flags override these')
     parser.add_argument('--extra', default='', help='more main.py flags for every run, e.g. "--max_steps 2"')
     parser.add_argument('--mlflow_uri', default=None,
                         help=f'MLflow store or server for the runs; None: sqlite:///{tracking.DEFAULT_STORE}')
-    parser.add_argument('--experiment_name', default='tag-retrieval-grid', help='MLflow experiment of the grid')
+    parser.add_argument('--experiment_name', default=None,
+                        help='MLflow experiment of the grid; None: tag-retrieval-grid (-convergence with --converge)')
     parser.add_argument('--report_only', action='store_true', help='only rebuild tables and figures')
     parser.add_argument('--allow_other_data', action='store_true',
                         help='add runs to a results folder made on data with other checksums')
     args = parser.parse_args()
-    args.budget = [] if args.full else CPU_BUDGET
-    args.train_only = [] if args.full else CPU_TRAIN_ONLY
+    apply_mode(args)
     if not os.path.isfile(os.path.join(args.data_path, 'tags.npy')):
         raise UserError(f'no dataset at {args.data_path}; build it with `python make_demo_data.py` or pass --data_path')
     os.makedirs(args.out, exist_ok=True)
@@ -251,6 +300,8 @@ def main():
             status = run_one(name, seed, args)
             print(f'[{k + 1}/{len(jobs)}] {name} seed {seed}: {status} ({time.time() - t:.0f} s)', flush=True)
     sections = make_report(args.out, args.data_path)
+    if args.converge:
+        sections += make_convergence_report(args.out)
     commit = git_commit()
     commits = commits_of_runs(args.out)
     if len(commits) > 1:

@@ -7,9 +7,11 @@
 Every flag of the original keeps its name and default; `python main.py --help` lists them all.
 """
 import argparse
+import contextlib
 import json
 import os
 import sys
+from datetime import timedelta
 
 from cli_args import (BOOL, HelpFormatter, devices_arg, int_or_float, learning_rate, non_negative_float,
                       non_negative_int, positive_float, positive_int, public_config, str2bool, take_neptune_key,
@@ -46,7 +48,7 @@ def build_parser():
 
     train = parser.add_argument_group('training parameters (the original\'s)')
     train.add_argument('--n_epochs', type=positive_int, default=200, help='epochs of --epoch_size samples')
-    train.add_argument('--gpu_id', type=str, default='0', help='GPU indices (e.g. 0 or 0,1); CPU when none')
+    train.add_argument('--gpu_id', type=str, default='0', help='GPU indices (e.g. 0 or 0,1; -1: every GPU, as the original); CPU when none')
     train.add_argument('--lr', type=learning_rate, default=1e-4, help='Adam learning rate')
     train.add_argument('--model_save_path', type=str, default='./checkpoints',
                        help='best.ckpt, last.ckpt, config.json and logs go here')
@@ -71,6 +73,8 @@ def build_parser():
                      help='count or list; None: --gpu_id on a GPU, 1 on CPU')
     new.add_argument('--num_nodes', type=positive_int, default=1, help='machines for multi-node DDP')
     new.add_argument('--strategy', type=str, default='auto', help='auto, ddp, ddp_spawn, ...')
+    new.add_argument('--ddp_timeout', type=positive_int, default=1800,
+                     help='DDP: seconds to wait for the other nodes at the rendezvous (and at each collective)')
     new.add_argument('--precision', type=str, default='32-true', choices=PRECISIONS,
                      help='Lightning precision: bf16-mixed is the fast path on CPUs with bf16 and on recent GPUs')
     new.add_argument('--channels_last', type=str2bool, default=False, metavar=BOOL,
@@ -92,8 +96,19 @@ def build_parser():
     new.add_argument('--result_path', type=str, default=None,
                      help='where TEST writes per_tag.csv, summary.json, scores.npy; None: <checkpoint dir>/test')
     new.add_argument('--max_steps', type=max_steps_arg, default=-1, help='stop after this many steps (-1: no limit)')
+    new.add_argument('--early_stop_patience', type=non_negative_int, default=0,
+                     help='stop TRAIN once the valid MAP has not improved by more than --early_stop_min_delta for '
+                          'this many validations in a row; best.ckpt stays the best (0: off, the original)')
+    new.add_argument('--early_stop_min_delta', type=non_negative_float, default=0.0,
+                     help='with --early_stop_patience: the valid MAP gain that counts as an improvement')
+    new.add_argument('--keep_best_until_step', type=max_steps_arg, default=-1,
+                     help='also write best_until_N.ckpt: the best valid MAP among the validations up to step N, '
+                          'i.e. what a run with that budget would have kept (-1: off)')
     new.add_argument('--limit_train_batches', type=int_or_float, default=1.0, help='batches (int) or fraction per epoch')
-    new.add_argument('--limit_val_batches', type=int_or_float, default=1.0, help='batches (int) or fraction per validation')
+    new.add_argument('--limit_val_batches', type=int_or_float, default=1.0,
+                     help='batches (int) or fraction per validation: a validation subset, the first songs of the split')
+    new.add_argument('--check_val_every_n_epoch', type=positive_int, default=1,
+                     help='validate (and select best.ckpt) every N epochs; the original: every epoch')
     new.add_argument('--limit_test_batches', type=int_or_float, default=1.0, help='batches (int) or fraction in TEST')
     return parser
 
@@ -106,6 +121,8 @@ def resolve_devices(config):
     if accelerator in ('gpu', 'cuda') and not torch.cuda.is_available():
         raise UserError(f'--accelerator {config.accelerator}: no CUDA device is visible; use --accelerator cpu')
     devices = config.devices
+    if devices is None and accelerator in ('gpu', 'cuda') and config.gpu_id.strip() == '-1':
+        devices = -1  # the original's Lightning read --gpu_id -1 as every visible GPU
     if devices is None:
         try:
             devices = [int(g) for g in config.gpu_id.split(',') if g.strip()] if accelerator in ('gpu', 'cuda') else 1
@@ -141,24 +158,52 @@ def prepare(config, splits, checkpoint_path):
     return dm, data, model_state, hparams
 
 
-def make_trainer(config, testing, callbacks=(), logger=False):
+def make_strategy(config):
+    """--strategy, with --ddp_timeout for the DDP family (Lightning's own default otherwise): a node whose peers
+    never come fails after that long instead of the default half hour."""
+    from pytorch_lightning.strategies import StrategyRegistry
+    from pytorch_lightning.strategies.ddp import DDPStrategy
+    entry = StrategyRegistry[config.strategy] if config.strategy in StrategyRegistry else None
+    if entry is None or entry['strategy'] is not DDPStrategy:  # ddp, ddp_spawn, ddp_fork, ddp_find_unused...
+        return config.strategy
+    return DDPStrategy(**entry['init_params'], timeout=timedelta(seconds=config.ddp_timeout))
+
+
+def make_trainer(config, callbacks=(), logger=False):
     import pytorch_lightning as pl
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
     from solver import AtomicCheckpointIO
     accelerator, devices = resolve_devices(config)
     settings = dict(default_root_dir=config.model_save_path, accelerator=accelerator, devices=devices,
-                    plugins=[AtomicCheckpointIO()], num_nodes=config.num_nodes, strategy=config.strategy,
+                    plugins=[AtomicCheckpointIO()], num_nodes=config.num_nodes, strategy=make_strategy(config),
                     precision=config.precision, max_epochs=config.n_epochs, max_steps=config.max_steps,
                     limit_train_batches=config.limit_train_batches, limit_val_batches=config.limit_val_batches,
                     limit_test_batches=config.limit_test_batches, logger=logger, callbacks=list(callbacks),
+                    check_val_every_n_epoch=config.check_val_every_n_epoch,
                     reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0, log_every_n_steps=10,
-                    enable_model_summary=not testing)
+                    enable_model_summary=False)  # train() prints one line instead of the 12-line table
     try:
         return pl.Trainer(**settings)
     except (ValueError, MisconfigurationException) as e:  # a flag Lightning refuses: --strategy, --accelerator...
         raise UserError(f'{str(e).strip().splitlines()[0]} (check --accelerator, --devices, --strategy, '
                         '--num_nodes, --precision)')
+
+
+@contextlib.contextmanager
+def rendezvous_errors(trainer, config):
+    """A DDP node that cannot meet the others (no node 0 listening, a peer that never comes, a port taken): one
+    line naming the address, port and wait instead of torch's traceback."""
+    import torch.distributed as dist
+    try:
+        yield
+    except (dist.DistNetworkError, dist.DistStoreError) as error:
+        env = trainer.strategy.cluster_environment
+        raise UserError(f'DDP node {trainer.node_rank} of {config.num_nodes} could not meet the others at the '
+                        f'rendezvous {env.main_address}:{env.main_port} within --ddp_timeout {config.ddp_timeout} s '
+                        f'({str(error).strip().splitlines()[0]}); start every node with MASTER_ADDR = node 0\'s '
+                        'address, reachable from all, and one free MASTER_PORT, within that time of each other, or '
+                        'raise --ddp_timeout') from None
 
 
 def run_config(config, dm):
@@ -178,25 +223,69 @@ def train(config):
     dm, data, _, hparams = prepare(config, ('train', 'valid'), config.ckpt_path)
     require_output_dir(config.model_save_path, '--model_save_path')  # after the input checks: no stray folder
     remove_stale_partials(config.model_save_path)  # a checkpoint write cut short by a kill
-    logger = make_logger(config, hparams.get('config'))  # before the config is saved: it records the run id
-    settings = dict(run_config(config, dm), **tracking_record(logger))
-    solver = Solver(input_type=config.input_type, word_dim=data.word_dim, cf_dim=data.cf_dim or 200,
-                    n_channels=config.n_channels, channels_last=config.channels_last, config=settings,
-                    **{k: getattr(config, k) for k in TRAINING_FLAGS})
     checkpoint_cb = ModelCheckpoint(dirpath=config.model_save_path, filename='best', monitor='map', mode='max',
                                     save_top_k=1, enable_version_counter=False)
     # last.ckpt after every epoch, whether or not the valid MAP improved: the state a resume continues from
     last_cb = ModelCheckpoint(dirpath=config.model_save_path, filename='last', monitor=None, save_top_k=1,
                               enable_version_counter=False)
-    trainer = make_trainer(config, False, [checkpoint_cb, last_cb], logger)
-    trainer.fit(solver, datamodule=dm, ckpt_path=config.ckpt_path)
+    stopper = plateau_stopper(config)
+    optional = [c for c in (stopper, budget_checkpoint(config)) if c]
+    trainer = make_trainer(config, [checkpoint_cb, last_cb] + optional)
+    # made once the Trainer has set this process's rank (node 1 of a hand-started multi-node run reads rank 0 from
+    # the environment until then): one MLflow run for all nodes, created by rank 0; before the config is saved,
+    # which records the run id
+    logger = make_logger(config, hparams.get('config'))
+    trainer.loggers = [one for one in (logger if isinstance(logger, list) else [logger]) if one]
+    settings = dict(run_config(config, dm), **tracking_record(logger))
+    solver = Solver(input_type=config.input_type, word_dim=data.word_dim, cf_dim=data.cf_dim or 200,
+                    n_channels=config.n_channels, channels_last=config.channels_last, config=settings,
+                    **{k: getattr(config, k) for k in TRAINING_FLAGS})
+    if trainer.is_global_zero:
+        print(f'model: {type(solver.model).__name__}, {sum(p.numel() for p in solver.parameters()):,} parameters')
+    with rendezvous_errors(trainer, config):
+        trainer.fit(solver, datamodule=dm, ckpt_path=config.ckpt_path)
     checkpoint_cb.last_model_path = last_cb.best_model_path
     if trainer.is_global_zero:
+        # how training ended, beside the config: the step it stopped at and whether the plateau rule stopped it
+        settings.update(trained_steps=trainer.global_step, stopped_early=bool(stopper and stopper.stopped_epoch))
         atomic_write_bytes(os.path.join(config.model_save_path, 'config.json'),
                            json.dumps(settings, indent=1, default=str).encode())
-        print(f'best valid map {checkpoint_cb.best_model_score} -> {checkpoint_cb.best_model_path}; '
+        ended = f'stopped early at step {trainer.global_step} (valid MAP levelled off)' if \
+            settings['stopped_early'] else f'trained {trainer.global_step} steps'
+        best = 'none' if checkpoint_cb.best_model_score is None else f'{float(checkpoint_cb.best_model_score):.4f}'
+        print(f'{ended}; best valid map {best} -> {checkpoint_cb.best_model_path}; '
               f'last -> {checkpoint_cb.last_model_path}')
     return checkpoint_cb
+
+
+def budget_checkpoint(config):
+    """For --keep_best_until_step N: a ModelCheckpoint on the valid MAP that stops updating after step N, so one run
+    trained to a plateau also yields the checkpoint a run with an N-step budget would have selected."""
+    if config.keep_best_until_step < 1:
+        return None
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    until = config.keep_best_until_step
+
+    class BestUntilStep(ModelCheckpoint):
+        def _should_skip_saving_checkpoint(self, trainer):
+            return trainer.global_step > until or super()._should_skip_saving_checkpoint(trainer)
+
+        @property
+        def state_key(self):  # its own saved state, apart from best.ckpt's callback on the same metric
+            return f'{super().state_key}[until_step={until}]'
+
+    return BestUntilStep(dirpath=config.model_save_path, filename=f'best_until_{until}', monitor='map', mode='max',
+                         save_top_k=1, enable_version_counter=False)
+
+
+def plateau_stopper(config):
+    """Lightning's EarlyStopping on the valid MAP for --early_stop_patience > 0, else None. Its counters are saved
+    in every checkpoint, so a resumed run stops at the same validation as an uninterrupted one."""
+    if not config.early_stop_patience:
+        return None
+    from pytorch_lightning.callbacks import EarlyStopping
+    return EarlyStopping(monitor='map', mode='max', patience=config.early_stop_patience,
+                         min_delta=config.early_stop_min_delta, strict=True, verbose=False)
 
 
 @exit_on_user_error
@@ -219,8 +308,9 @@ def test(config):
     solver = Solver(input_type=config.input_type, result_path=result_path, config=settings, **training,
                     channels_last=config.channels_last, **model_dims(model_state, hparams))
     load_state(solver.model, path, model_state)
-    trainer = make_trainer(config, True)
-    trainer.test(solver, datamodule=dm, verbose=False)
+    trainer = make_trainer(config)
+    with rendezvous_errors(trainer, config):
+        trainer.test(solver, datamodule=dm, verbose=False)
     if not trainer.is_global_zero:
         return None
     # with ddp_spawn the evaluation ran in child processes: its record is the summary they wrote
@@ -237,8 +327,15 @@ def main(config):
 
 
 if __name__ == '__main__':
-    args = build_parser().parse_args()
+    from console import config_line, quiet_lightning
+    parser = build_parser()
+    args = parser.parse_args()
+    if args.num_nodes > 1:
+        # c10d logs every failed rendezvous attempt with a C++ backtrace before the Python error that
+        # rendezvous_errors turns into one line; TORCH_CPP_LOG_LEVEL=WARNING shows them again
+        os.environ.setdefault('TORCH_CPP_LOG_LEVEL', 'FATAL')
     take_neptune_key(args)
-    print(public_config(args))
+    quiet_lightning()
+    print(config_line(args, parser))
     main(args)
     sys.exit(0)

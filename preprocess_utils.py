@@ -7,11 +7,13 @@ worker pools that die with their parent, and the `run` sub-command CLI.
 import argparse
 import contextlib
 import errno
+import hashlib
 import io
 import json
 import mmap
 import os
 import pickle
+import re
 import signal
 import sys
 import threading
@@ -110,12 +112,18 @@ def _process_alive(pid):
     return True
 
 
-def remove_stale_partials(root):
-    """Delete the temporary files of writers that died (killed mid-write) under `root`; returns how many."""
+def remove_stale_partials(root, owned=None):
+    """Delete the temporary files of writers that died (killed mid-write) under `root`; returns how many. With
+    `owned` (a predicate on the final file name), only those of files this process owns: a folder shared by
+    machines holds the live partial files of other machines, whose process ids mean nothing here."""
     removed = 0
     for directory, _, files in os.walk(root):
         for name in files:
-            pid = name.rpartition(PARTIAL_MARK)[2] if name.startswith('.') and PARTIAL_MARK in name else ''
+            if not (name.startswith('.') and PARTIAL_MARK in name):
+                continue
+            final, _, pid = name[1:].rpartition(PARTIAL_MARK)
+            if owned is not None and not owned(final):
+                continue
             if pid.isdigit() and (int(pid) == os.getpid() or not _process_alive(int(pid))):
                 os.remove(os.path.join(directory, name))
                 removed += 1
@@ -210,12 +218,24 @@ def write_json(path, obj):
 
 
 # ---------------------------------------------------------------- spectrogram tree
+MSD_TRACK_ID = re.compile(r'TR[A-Z0-9]{16}')
+
+
+def spec_folders(track_id):
+    """The three folder names of a track's spectrogram. MSD ids (TRAAAAW128F429D538) keep the released data's
+    ID[2], ID[3], ID[4]; any other id (MTG-Jamendo's track_0000215 all share 'ack', MagnaTagATune's clip ids
+    can be one character) takes the first three hex digits of its MD5, 4,096 folders evenly filled."""
+    if MSD_TRACK_ID.fullmatch(track_id):
+        return track_id[2], track_id[3], track_id[4]
+    digest = hashlib.md5(track_id.encode('utf-8')).hexdigest()
+    return digest[0], digest[1], digest[2]
+
+
 def spec_path(data_path, track_id):
-    """DATA_PATH/spec/A/B/C/ID.npy with A, B, C = ID[2], ID[3], ID[4] (MSD ids: TRAAAAW128F429D538)."""
-    if len(track_id) < 5:
-        raise ValueError(f'track id {track_id!r} is shorter than 5 characters; '
-                         'the spec/A/B/C/ layout needs ID[2], ID[3] and ID[4]')
-    return os.path.join(data_path, 'spec', track_id[2], track_id[3], track_id[4], track_id + '.npy')
+    """DATA_PATH/spec/A/B/C/ID.npy, A/B/C from spec_folders: the one place writers and readers take it from."""
+    if not track_id or track_id.startswith('.') or '/' in track_id or os.sep in track_id:
+        raise ValueError(f'track id {track_id!r} cannot name a file (empty, starts with a dot or holds a slash)')
+    return os.path.join(data_path, 'spec', *spec_folders(track_id), track_id + '.npy')
 
 
 def existing_spec_ids(data_path):

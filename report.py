@@ -134,14 +134,15 @@ def category_figure(out, names, labels):
     return path
 
 
-def curve_points(folder):
-    """{step: valid MAP} of one run, from its CSV logs (a resumed run has several versions)."""
+def curve_points(folder, column='map'):
+    """{step: value} of one logged metric of a run (default: valid MAP), from its CSV logs (a resumed run has
+    several versions)."""
     points = {}
     for metrics in sorted(glob.glob(os.path.join(folder, 'logs', 'version_*', 'metrics.csv'))):
         with open(metrics) as f:
             for row in csv.DictReader(f):
-                if row.get('map'):
-                    points[int(row['step'])] = float(row['map'])
+                if row.get(column):
+                    points[int(row['step'])] = float(row[column])
     return points
 
 
@@ -175,10 +176,10 @@ def learning_curves(out, names):
     return rows
 
 
-def per_tag_ap(out, name):
-    """{seed: {tag: AP}} and {tag: {group: value}} from the runs' per_tag.csv."""
+def per_tag_ap(out, name, result='test'):
+    """{seed: {tag: AP}} and {tag: {group: value}} from the runs' per_tag.csv (in each run's `result` folder)."""
     by_seed, groups = {}, {}
-    for path in glob.glob(os.path.join(out, 'runs', name, 'seed*', 'test', 'per_tag.csv')):
+    for path in glob.glob(os.path.join(out, 'runs', name, 'seed*', result, 'per_tag.csv')):
         seed = int(os.path.basename(os.path.dirname(os.path.dirname(path)))[len('seed'):])
         with open(path) as f:
             rows = list(csv.DictReader(f))
@@ -188,10 +189,10 @@ def per_tag_ap(out, name):
     return by_seed, groups
 
 
-def paired_difference(out, a, b, subset):
+def paired_difference(out, a, b, subset, result='test'):
     """(n_seeds, n_tags) AP of a minus AP of b over the seeds both ran, on the tags of `subset`; and the seeds."""
-    ap_a, groups = per_tag_ap(out, a)
-    ap_b, groups_b = per_tag_ap(out, b)
+    ap_a, groups = per_tag_ap(out, a, result)
+    ap_b, groups_b = per_tag_ap(out, b, result)
     seeds = sorted(set(ap_a) & set(ap_b))
     if not seeds:
         return None, []

@@ -4,10 +4,12 @@
     model = Model.load('checkpoints/best.ckpt', data_path='data/demo', device='cpu')   # ours or the original's
     model.embed_audio(['a.flac', 'b.mp3'])            # (2, 256) unit rows; files at any sample rate
     model.embed_audio(waveform, sr=44100)             # a waveform (or a list of them): resampled to 22,050 Hz
-    model.embed_words(['piano', 'sad, violin'])       # (2, 256) unit rows, words as `search.py query` reads them
+    model.embed_words(['piano', 'sad violin music'])  # (2, 256) unit rows, words as `search.py query` reads them
+    model.interpret('baroque keyboard music')         # the tags (with weights) that query became
     model.tags('a.flac', k=5)                         # [('piano', 0.61), ...]: the whole vocabulary, ranked
     index = Index.open('search_index')
     index.search('piano', k=10)                       # by words; the same answer as `search.py query`
+    index.search('sad violin', mode='average')        # the former word averaging (search_terms.MODES)
     index.search_audio('a.flac', k=10)                # by example (loads the index's checkpoint)
     index.similar('TRAAAAW128F429D538', k=10)         # the songs nearest a song of the catalogue
     index.tags('TRAAAAW128F429D538', k=10)            # its predicted tags beside its annotated ones
@@ -66,7 +68,7 @@ class Model:
         self.device = next(network.parameters()).device
         self.vocabulary = [str(t) for t in tags]
         self.words = QueryEncoder(network, dict(zip(self.vocabulary, tag_vectors)), w2v_path)
-        self.tag_embeddings = self.words.embed_vectors(tag_vectors)
+        self.tag_embeddings = self.words.tag_embeddings
         self.input_length, self.num_chunk = input_length, num_chunk
 
     @classmethod
@@ -112,10 +114,14 @@ class Model:
         """(n, 256) unit embeddings of audio files or waveforms (any sample rate: `sr` for waveforms)."""
         return self.embed_spectrograms([mel_of(a, sr) for a in as_list(audio)])
 
-    def embed_words(self, queries):
-        """(n, 256) unit embeddings of queries: tags or words of the word vectors, several averaged."""
+    def embed_words(self, queries, mode='tags'):
+        """(n, 256) unit embeddings of queries, read as search.py query reads them (search_terms)."""
         queries = [queries] if isinstance(queries, str) else list(queries)
-        return np.stack([self.words.encode(q)[0] for q in queries])
+        return np.stack([self.words.encode(q, mode)[0] for q in queries])
+
+    def interpret(self, query, mode='tags'):
+        """The tags, with weights, that a query becomes (search_terms.Interpreter.interpret)."""
+        return self.words.interpret(query, mode)
 
     def tag_scores(self, song_embeddings):
         """(n, n_tags) cosine of each song with each tag of the vocabulary."""
@@ -141,8 +147,7 @@ class Index:
         self.meta = searcher.meta
         files = searcher.files
         self.vocabulary = list(files.tag_names)
-        self.tag_embeddings = (searcher.encoder.embed_vectors(files.tag_vectors) if files.tag_vectors is not None
-                               else np.zeros((0, 256), np.float32))
+        self.tag_embeddings = searcher.encoder.tag_embeddings
         self._model = None
 
     @classmethod
@@ -165,8 +170,8 @@ class Index:
                                      input_length=self.meta['input_length'], num_chunk=self.meta['num_chunk'])
         return self._model
 
-    def search(self, words, k=10):
-        return self.searcher.search(words, k)
+    def search(self, words, k=10, mode='tags'):
+        return self.searcher.search(words, k, mode)
 
     def search_audio(self, audio, k=10, sr=None):
         label = os.path.basename(audio) if isinstance(audio, (str, os.PathLike)) else 'waveform'

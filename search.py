@@ -7,13 +7,16 @@
     python search.py index --model_load_path best.ckpt --audio_dir my_music/ --data_path data/demo  # spec models
     # 2. ask it
     python search.py query --index_path search_index --query "piano" [--k 10] [--json]
-    python search.py query --index_path search_index --query "smooth jazz saxophone"   # words averaged
+    python search.py query --index_path search_index --query "baroque keyboard music"  # plain language
+    python search.py query --index_path search_index --query "sad violin" --query_mode average  # the former path
     python search.py query --index_path search_index          # interactive: one query a line, empty line ends
     python search.py query --index_path search_index --audio song.mp3          # songs that sound like it
     python search.py query --index_path search_index --track_id TRAAAAW128F429D538   # its nearest songs
     python search.py tag --index_path search_index --track_id TRAAAAW128F429D538 [--audio song.mp3] [--json]
     # 3. listen: a local page at http://127.0.0.1:8000 (and a JSON API beside it)
     python search.py serve --index_path search_index [--audio_dir data/demo/audio] [--host 127.0.0.1] [--port 8000]
+    # 4. measure: P@10 and AP of plain-language queries, old averaging vs the tags they are read as vs typed tags
+    python search.py evaluate --index_path search_index --queries demo_data/queries.tsv [--modes average,tags]
 
 Songs are embedded exactly as the evaluation does (EvalDataset: `num_chunk` evenly spaced chunks, averaged by the
 model's chunks_to_embedding in eval mode), L2-normalised and stored in INDEX_PATH/:
@@ -31,14 +34,18 @@ No index file is a pickle (JSON, .npy/.npz read with allow_pickle=False, FAISS' 
 runs no code; an index of an older search.py (tag_vectors.pkl, query_encoder.pt) asks for `index --force`.
 
 Code: search.py (this command line), search_index.py (catalogue, resumable embedding, FAISS), search_store.py (the
-index's files), search_query.py (word encoding, search, result formatting).
+index's files), search_terms.py (what a query means), search_query.py (query vectors, search, result
+formatting), search_eval.py (the query benchmark), search_sentence.py (the optional sentence encoder).
 
-A query is one or more terms whose word vectors are averaged: a tag of the vocabulary (a multi-word tag such as
-"smooth jazz" or smooth_jazz counts as one term), or any word the full word vectors know: --w2v_path, by default
-for google DATA/GoogleNews-vectors-negative300.bin (or DATA/glove-6b-50d.bin, the demo dataset's GloVe, when only
-that exists), for music DATA/music_w2v/model_semeval_trigrams_300.model. Queries made of tags never load the full
-vectors. Commas separate terms explicitly ("hip hop, piano"). A word nobody knows stops a one-shot query with one
-line naming it and the nearest known words (exit 2); in interactive mode only that line is printed.
+A query is read as tags with weights (search_terms; docs/queries.md): stop words are dropped, tags recognised (a
+multi-word tag such as "smooth jazz" or smooth_jazz is one), and every other word mapped to its nearest tags in
+the word vectors, which are --w2v_path, by default for google DATA/GoogleNews-vectors-negative300.bin (or
+DATA/glove-6b-50d.bin, the demo dataset's GloVe, when only that exists), for music
+DATA/music_w2v/model_semeval_trigrams_300.model. The tags' embeddings are combined, weighted, in the joint space,
+and the answer shows the interpretation. Commas separate terms explicitly ("hip hop, piano"). A query none of
+whose words is known stops a one-shot query with one line naming the word and the nearest known words (exit 2);
+in interactive mode only that line is printed. --query_mode average restores the former averaging of every
+word's vector; --query_mode sentence maps the other words with a sentence encoder (optional packages).
 """
 import argparse
 import json
@@ -71,7 +78,7 @@ def run_query(args):
         show(index.similar(args.track_id, args.k), args.json)
         return 0
     if args.query is not None:
-        show(searcher.search(args.query, args.k), args.json)
+        show(searcher.search(args.query, args.k, args.query_mode), args.json)
         return 0
     interactive = sys.stdin.isatty()
     if interactive and not args.json:
@@ -87,7 +94,7 @@ def run_query(args):
         if not line.strip():  # EOF ('') or an empty line
             break
         try:
-            show(searcher.search(line.strip(), args.k), args.json)
+            show(searcher.search(line.strip(), args.k, args.query_mode), args.json)
         except UserError as e:  # a misspelt word ends nothing: say so and read the next line
             print(f'error: {e}', file=sys.stderr, flush=True)
     return 0
@@ -114,7 +121,20 @@ def run_tag(args):
 def run_serve(args):
     from search_server import serve
     index = open_index(args)
-    return serve(index, args.host, args.port, args.audio_dir)
+    return serve(index, args.host, args.port, args.audio_dir, args.query_mode)
+
+
+@exit_on_user_error
+def run_evaluate(args):
+    from search_eval import evaluate, format_report, read_queries
+    searcher = open_index(args).searcher
+    from search_terms import check_mode
+    modes = [check_mode(m.strip()) for m in args.modes.split(',') if m.strip()]
+    if not modes:
+        raise UserError('--modes is empty; pass query modes such as average,tags')
+    report = evaluate(searcher, read_queries(args.queries, searcher.encoder.words.tags), modes, args.k)
+    print(json.dumps(report) if args.json else format_report(report), flush=True)
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -128,6 +148,14 @@ def add_query_arguments(parser):
     parser.add_argument('--data_path', default=None, help='DATA above (default: the index\'s data_path)')
 
 
+def add_mode_argument(parser):
+    from search_terms import MODES
+    parser.add_argument('--query_mode', default='tags', choices=MODES,
+                        help='tags: words read as tags with weights, combined in the joint space; sentence: other '
+                             'words mapped by a sentence encoder (pip install -r requirements-sentence.txt); '
+                             'average: the former averaging of every word\'s vector')
+
+
 def add_commands(commands, fmt):
     """query, tag and serve: the commands that read a built index."""
     query = commands.add_parser('query', help='search the index by words (interactive without --query), by an '
@@ -138,6 +166,7 @@ def add_commands(commands, fmt):
     what.add_argument('--audio', default=None, help='an audio file: the songs that sound most like it')
     what.add_argument('--track_id', default=None, help='a track of the index: its nearest songs (itself left out)')
     query.add_argument('--k', type=positive_int, default=10, help='tracks to return')
+    add_mode_argument(query)
     query.add_argument('--json', action='store_true', help='print one JSON object per query')
     query.add_argument('--nprobe', type=positive_int, default=None, help='IVF lists searched (default: the index\'s)')
     query.add_argument('--ef_search', type=positive_int, default=None, help='HNSW breadth (default: the index\'s)')
@@ -160,6 +189,16 @@ def add_commands(commands, fmt):
     serve.add_argument('--audio_dir', default=None,
                        help='folder of the songs\' audio (files named TRACK_ID.ext, searched recursively); '
                             'default: the index\'s own files, else DATA/audio')
+    add_mode_argument(serve)
+
+    evaluate = commands.add_parser('evaluate', help='P@10 and AP of a file of plain-language queries, per query '
+                                   'mode and typed as their tags', formatter_class=fmt)
+    add_query_arguments(evaluate)
+    evaluate.add_argument('--queries', required=True,
+                          help='query file: `query<TAB>tag, tag` lines (a relevant song carries every tag)')
+    evaluate.add_argument('--modes', default='average,tags', help='comma-separated query modes to compare')
+    evaluate.add_argument('--k', type=positive_int, default=10, help='P@k')
+    evaluate.add_argument('--json', action='store_true', help='print one JSON object')
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
@@ -206,7 +245,8 @@ def run_index(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    command = {'index': run_index, 'query': run_query, 'tag': run_tag, 'serve': run_serve}[args.command]
+    command = {'index': run_index, 'query': run_query, 'tag': run_tag, 'serve': run_serve,
+               'evaluate': run_evaluate}[args.command]
     try:
         return command(args)
     except BrokenPipeError:  # `search.py query ... | head`: the reader left; nothing more to say

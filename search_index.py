@@ -123,6 +123,10 @@ class AudioCatalogue:
     def spec_file(self, track_id):
         return self._files[track_id]
 
+    def open_spec(self, track_id):
+        from data_loader import open_spec  # torch-free import of search.py: data_loader only when embedding
+        return open_spec(self.spec_file(track_id))
+
 
 def plan_mel_jobs(files, audio_dir, mel_dir):
     """(track ids, mel files, absolute audio paths, jobs): track id = relative path without extension."""

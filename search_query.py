@@ -2,27 +2,20 @@
 printed (format_result).
 
     from search_query import Searcher
-    result = Searcher('search_index').search('smooth jazz, saxophone', k=10)
+    result = Searcher('search_index').search('baroque keyboard music', k=10)
+    result['interpretation']['tags']   # what the query became: [{'tag': 'baroque', 'weight': 1.0}, ...]
 
-A query is one or more terms whose word vectors are averaged: a tag of the vocabulary (a multi-word tag such as
-"smooth jazz" or smooth_jazz counts as one term), or any word the full word vectors know. Commas separate terms
-explicitly ("hip hop, piano"). Queries made of tags never load the full vectors.
+How words become tags is search_terms' (stop words, multi-word tags, nearest tags of other words); here the tags
+are combined in the joint space and searched. Queries made of tags never load the full vectors.
 """
-import difflib
 import os
-import re
 
 import numpy as np
 
 from errors import NotFound, UserError
 from search_index import set_search_params
 from search_store import read_index
-
-SUGGESTION_VOCAB = 200_000  # nearest-word suggestions come from the most frequent words of the full vectors
-
-
-def normalise_tag(text):
-    return ' '.join(text.lower().replace('_', ' ').split())
+from search_terms import Interpreter, UnknownWord, check_mode  # noqa: F401 (UnknownWord: raised through here)
 
 
 def resolve_w2v_path(w2v_type, data_path, w2v_path=None):
@@ -39,14 +32,6 @@ def resolve_w2v_path(w2v_type, data_path, w2v_path=None):
     return glove if not os.path.isfile(google) and os.path.isfile(glove) else google
 
 
-class UnknownWord(UserError):
-    """A word neither a tag nor in the full vectors; `suggestions` holds the nearest known spellings."""
-
-    def __init__(self, message, word, suggestions):
-        super().__init__(message)
-        self.word, self.suggestions = word, suggestions
-
-
 def tag_branch(word_dim, state):
     """The model's tag branch (fc1, bn1, fc2) in eval mode, from arrays or tensors."""
     import torch
@@ -58,7 +43,13 @@ def tag_branch(word_dim, state):
 
 
 class QueryEncoder:
-    """Text -> terms -> averaged word vector -> the model's tag branch -> unit 256-d query vector.
+    """Text -> unit 256-d query vector, in one of search_terms.MODES:
+      tags      (default) the query read by search_terms.Interpreter as tags with weights; each tag's word vector
+                through the model's tag branch, and the weighted sum of those unit embeddings, normalised
+      sentence  the same, but the words that are not tags are mapped to tags by a sentence encoder
+                (search_sentence, optional packages)
+      average   the former path, kept for comparison: every word's vector, stop words included, averaged in word
+                space and the mean pushed through the tag branch
 
     model: anything with word_to_embedding (a full model or its tag branch), in eval mode, on CPU.
     tag_vectors: {tag: vector}; w2v_path: the full word vectors for other words (loaded on first need)."""
@@ -66,87 +57,30 @@ class QueryEncoder:
     def __init__(self, model, tag_vectors, w2v_path=None):
         self.model = model
         self.word_dim = model.fc1.in_features
-        self.tag_vectors = {normalise_tag(str(k)): np.asarray(v, dtype=np.float32).ravel()
-                            for k, v in tag_vectors.items()}
-        self.max_span = max([3] + [len(t.split()) for t in self.tag_vectors])
+        self.words = Interpreter(tag_vectors, w2v_path)
         self.w2v_path = w2v_path
-        self._full = None
+        self._tag_embeddings = None
+        self._sentence = None
 
-    def full_vectors(self):
-        """gensim KeyedVectors of the full vocabulary, loaded on first need (queries of tags never need it)."""
-        if self._full is None and self.w2v_path and os.path.isfile(self.w2v_path):
-            from preprocess_utils import load_keyed_vectors
-            self._full = load_keyed_vectors(self.w2v_path, '--w2v_path')
-        return self._full
-
-    def lookup(self, words, full):
-        """(term, vector) for a run of words: a tag, else a word or phrase ('smooth_jazz') of the full vectors."""
-        tag = normalise_tag(' '.join(words))
-        if tag in self.tag_vectors:
-            return tag, self.tag_vectors[tag]
-        if full is not None:
-            from preprocess_utils import vocab_key
-            spaced = ' '.join(words).replace('_', ' ')
-            cases = (spaced, spaced.lower(), spaced.capitalize(), spaced.title(), spaced.upper())
-            for form in dict.fromkeys(cases):  # as typed first; vocab_key tries 'smooth_jazz' for 'smooth jazz'
-                key = vocab_key(form, full.key_to_index)
-                if key is not None:
-                    return key, np.asarray(full[key], dtype=np.float32)
-        return None
-
-    def terms(self, query, full):
-        """Greedy longest match, left to right, inside each comma-separated part: (terms, unknown words)."""
-        found, unknown = [], []
-        for part in re.split(r'[,;]', query):
-            words = part.split()
-            i = 0
-            while i < len(words):
-                for j in range(min(len(words), i + self.max_span), i, -1):
-                    hit = self.lookup(words[i:j], full)
-                    if hit is not None:
-                        found.append(hit)
-                        i = j
-                        break
-                else:
-                    unknown.append(words[i])
-                    i += 1
-        return found, unknown
-
-    def suggestions(self, word, n=5):
-        """Nearest known spellings: tags first, then the most frequent words of the full vectors."""
-        target = word.lower()
-        candidates = list(self.tag_vectors)
-        if self._full is not None:
-            candidates += [w for w in self._full.index_to_key[:SUGGESTION_VOCAB] if abs(len(w) - len(target)) <= 3]
-        by_lower = {}
-        for c in candidates:  # one spelling per lower-case form, tags first
-            by_lower.setdefault(c.lower(), c)
-        return [by_lower[m] for m in difflib.get_close_matches(target, list(by_lower), n=n, cutoff=0.6)]
-
-    def unknown_word(self, word):
-        close = self.suggestions(word)
-        where = (f'neither one of the {len(self.tag_vectors)} tags nor in {self.w2v_path}' if self._full is not None
-                 else f'not one of the {len(self.tag_vectors)} tags, and no full word vectors at {self.w2v_path} '
-                      'for other words: pass --w2v_path')
-        return UnknownWord(f'unknown word {word!r} ({where}); nearest known words: '
-                           + (', '.join(close) if close else '(none close)'), word, close)
+    @property
+    def tag_embeddings(self):
+        """(n_tags, 256) unit embeddings of the vocabulary's tags, in its order: the rows queries combine and
+        `search.py tag` ranks."""
+        if self._tag_embeddings is None:
+            self._tag_embeddings = (self.embed_vectors(self.words.tag_matrix) if self.words.tags
+                                    else np.zeros((0, 256), np.float32))
+        return self._tag_embeddings
 
     def word_vector(self, query):
-        """(mean word vector of the query's terms, the terms)."""
-        if not query.strip():
-            raise UserError('empty query; type a tag or some words')
-        found, unknown = self.terms(query, None)
-        if unknown and self.full_vectors() is not None:
-            found, unknown = self.terms(query, self._full)
-        if not found and not unknown:
-            raise UserError(f'query {query!r} has no words; type a tag or some words')
+        """The average mode: (mean word vector of every term of the query, stop words included, the terms)."""
+        found, _, unknown = self.words.read(query, drop_stop_words=False)
         if unknown:
-            raise self.unknown_word(unknown[0])
-        vectors = np.stack([v for _, v in found])
+            raise self.words.unknown_word(unknown[0])
+        vectors = np.stack([vector for _, _, vector, _ in found])
         if vectors.shape[1] != self.word_dim:
             raise UserError(f'the word vectors of {self.w2v_path} are {vectors.shape[1]}-d but the model expects '
                             f'{self.word_dim}-d ones; pass the --w2v_path of the vectors it was trained with')
-        return vectors.mean(axis=0), [t for t, _ in found]
+        return vectors.mean(axis=0), [key for _, key, _, _ in found]
 
     def embed_vectors(self, vectors):
         """(n, word_dim) word vectors -> (n, 256) unit embeddings through the tag branch."""
@@ -157,10 +91,29 @@ class QueryEncoder:
             emb = self.model.word_to_embedding(torch.as_tensor(np.asarray(vectors, dtype=np.float32), device=device))
             return F.normalize(emb.float(), dim=-1).cpu().numpy()
 
-    def encode(self, query):
-        """(unit query vector (256,), the terms used)."""
-        vector, terms = self.word_vector(query)
-        return self.embed_vectors(vector[None])[0], terms
+    def combine(self, weights):
+        """{tag: weight} -> the unit vector of the weighted sum of the tags' unit embeddings (the joint space)."""
+        row = {t: i for i, t in enumerate(self.words.tags)}
+        total = sum(w * self.tag_embeddings[row[t]] for t, w in weights.items())
+        return (total / max(float(np.linalg.norm(total)), 1e-12)).astype(np.float32)
+
+    def interpret(self, query, mode='tags'):
+        """search_terms' reading of the query in mode tags or sentence."""
+        if check_mode(mode) == 'sentence' and self._sentence is None:
+            from search_sentence import SentenceTags
+            self._sentence = SentenceTags()
+        return {'mode': mode, **self.words.interpret(query, self._sentence if mode == 'sentence' else None)}
+
+    def encode(self, query, mode='tags'):
+        """(unit query vector (256,), the terms used, the interpretation)."""
+        if mode == 'average':
+            vector, terms = self.word_vector(query)
+            meaning = {'mode': mode, 'tags': [], 'terms': [{'text': t, 'kind': 'averaged', 'tags': []} for t in terms],
+                       'stop_words': [], 'unknown': [], 'unmapped': []}
+            return self.embed_vectors(vector[None])[0], terms, meaning
+        meaning = self.interpret(query, mode)
+        vector = self.combine({t['tag']: t['weight'] for t in meaning['tags']})
+        return vector, [t['text'] for t in meaning['terms']], meaning
 
 
 class Searcher:
@@ -214,13 +167,14 @@ class Searcher:
             results.append(hit)
         return results
 
-    def answer(self, query, terms, results):
-        return {'query': query, 'terms': terms, 'k': len(results), 'index_type': self.meta['index']['type'],
-                'n_songs': int(self.index.ntotal), 'results': results}
+    def answer(self, query, terms, results, interpretation=None):
+        answer = {'query': query, 'terms': terms, 'k': len(results), 'index_type': self.meta['index']['type'],
+                  'n_songs': int(self.index.ntotal), 'results': results}
+        return {**answer, 'interpretation': interpretation} if interpretation else answer
 
-    def search(self, query, k=10):
-        vector, terms = self.encoder.encode(query)
-        return self.answer(query, terms, self.hits(vector, k))
+    def search(self, query, k=10, mode='tags'):
+        vector, terms, meaning = self.encoder.encode(query, mode)
+        return self.answer(query, terms, self.hits(vector, k), meaning)
 
     def similar(self, track_id, k=10):
         """The songs nearest a song of the index (itself left out)."""
@@ -232,10 +186,27 @@ class Searcher:
         return self.answer(label, [label], self.hits(vector, k))
 
 
+def describe(meaning):
+    """The interpretation in one line: the tags and weights, then where the words' tags came from."""
+    if meaning['mode'] == 'average':
+        return 'words averaged in word space: ' + ' + '.join(t['text'] for t in meaning['terms'])
+    notes = [f'{t["text"]} -> ' + ', '.join(f'{m["tag"]} {m["similarity"]:.2f}' for m in t['tags'])
+             for t in meaning['terms'] if t['kind'] != 'tag']
+    notes += [f'dropped: {", ".join(meaning["stop_words"])}'] if meaning['stop_words'] else []
+    notes += [f'{u["word"]!r} near no tag' + (f' (best {u["nearest"]} {u["similarity"]:.2f})' if u['nearest'] else '')
+              for u in meaning['unmapped']]
+    notes += [f'unknown {u["word"]!r}' + (f' (did you mean {", ".join(u["suggestions"])}?)' if u['suggestions'] else '')
+              for u in meaning['unknown']]
+    tags = ' + '.join(f'{t["tag"]} {t["weight"]:.2f}' for t in meaning['tags'])
+    return f'interpreted as: {tags}' + (f'  ({"; ".join(notes)})' if notes else '')
+
+
 def format_result(result):
     lines = [f'query: {result["query"]!r}  terms: {" + ".join(result["terms"])}  '
-             f'({result["index_type"]} index of {result["n_songs"]} songs)',
-             f'{"rank":>4}  {"score":>7}  {"track_id":<24}  tags']
+             f'({result["index_type"]} index of {result["n_songs"]} songs)']
+    if result.get('interpretation'):
+        lines.append(describe(result['interpretation']))
+    lines.append(f'{"rank":>4}  {"score":>7}  {"track_id":<24}  tags')
     for hit in result['results']:
         lines.append(f'{hit["rank"]:>4}  {hit["score"]:>7.4f}  {hit["track_id"]:<24}  '
                      f'{", ".join(hit["tags"]) or hit.get("path", "-")}')

@@ -3,7 +3,8 @@
     python search.py serve --index_path search_index [--audio_dir data/demo/audio] [--host 127.0.0.1] [--port 8000]
 
 FastAPI with one static page (web/search.html, plain JavaScript) and a JSON API beside it:
-  GET  /api/search?q=WORDS&k=N       the songs of a query (as `search.py query --json`)
+  GET  /api/search?q=WORDS&k=N       the songs of a query and its interpretation (as `search.py query --json`);
+                                     &mode=average|sentence for another query mode (serve --query_mode's default)
   GET  /api/similar?track_id=ID&k=N  a song's nearest songs
   GET  /api/tags?track_id=ID&k=N     its predicted tags (whole vocabulary, ranked) and its annotated tags
   GET  /audio/ID                     the song's audio file, where the index knows one
@@ -17,7 +18,7 @@ import tempfile
 import numpy as np
 
 from errors import NotFound, UserError
-from search_query import UnknownWord
+from search_terms import UnknownWord, check_mode
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'web', 'search.html')
 MAX_K = 100
@@ -88,7 +89,7 @@ def upload_answer(index, audio, body, filename, k):
     return {**tag_answer(predicted, [], filename=filename), 'similar': similar}
 
 
-def create_app(index, audio_dir=None):
+def create_app(index, audio_dir=None, query_mode='tags'):
     """The FastAPI app: the page, the JSON API and the audio, over an opened retrieval.Index."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -121,8 +122,8 @@ def create_app(index, audio_dir=None):
         return FileResponse(PAGE, media_type='text/html')
 
     @app.get('/api/search')
-    def search(q: str, k: int = 10):
-        return with_audio(index.search(q, check_k(k)), audio)
+    def search(q: str, k: int = 10, mode: str = query_mode):
+        return with_audio(index.search(q, check_k(k), check_mode(mode)), audio)
 
     @app.get('/api/similar')
     def similar(track_id: str, k: int = 10):
@@ -148,9 +149,9 @@ def create_app(index, audio_dir=None):
     return app
 
 
-def serve(index, host='127.0.0.1', port=8000, audio_dir=None):
+def serve(index, host='127.0.0.1', port=8000, audio_dir=None, query_mode='tags'):
     import uvicorn
-    app = create_app(index, audio_dir)
+    app = create_app(index, audio_dir, query_mode)
     print(f'serving {index.meta["n_songs"]} songs on http://{host}:{port}/ (Ctrl-C stops)', flush=True)
     uvicorn.run(app, host=host, port=port, log_level='warning')
     return 0

@@ -51,6 +51,20 @@ def sample_negatives(tag_emb, song_emb, tag_index, song_labels, weighted=False):
     return negative, total.squeeze(1) > 0
 
 
+def negative_diagnostics(tag_emb, song_emb, tag_index, song_labels, negative, has_negative, losses):
+    """What the sampler did in one step, for the logs: the mean cosine (tag_i, drawn negative) and the mean cosine
+    (tag_i, a valid negative drawn uniformly), exactly (an average over the valid songs, no extra draw, so the
+    random stream and the training are untouched), over the rows that have a negative; and the share of those rows
+    whose triplet loss is zero (negatives already easy enough to teach nothing). losses: (rows with a negative,)."""
+    with torch.no_grad():
+        similarity = cosine_scores(tag_emb.detach().float(), song_emb.detach().float())[has_negative]
+        valid = (song_labels[:, tag_index].T == 0)[has_negative].float()
+        drawn = similarity.gather(1, negative[has_negative].unsqueeze(1)).squeeze(1)
+        uniform = (similarity * valid).sum(dim=1) / valid.sum(dim=1)
+        return {'negative_cos': drawn.mean(), 'uniform_negative_cos': uniform.mean(),
+                'zero_loss_rows': (losses == 0).float().mean()}
+
+
 def triplet_loss(anchor, positive, negative, margin):
     """Per-row relu(margin - cos(anchor, positive) + cos(anchor, negative))."""
     return F.relu(margin - F.cosine_similarity(anchor, positive, dim=-1)
@@ -112,6 +126,7 @@ class Solver(pl.LightningModule):
         self.eval_outputs = []
         self.last_eval = None
         self.training_rng = None  # the random stream of the training steps (see on_train_batch_start)
+        self.drawn = []  # the epoch's training samples this process trained on (checked across DDP ranks)
 
     # pragma: no mutate end
     def configure_optimizers(self):
@@ -147,6 +162,11 @@ class Solver(pl.LightningModule):
                                                       self.hparams.is_weighted)
             losses = triplet_loss(tag_emb, song_emb, song_emb[negative], self.hparams.margin)[has_negative]
             skipped = (~has_negative).sum().float()
+            if has_negative.any():
+                diagnostics = negative_diagnostics(tag_emb, song_emb, batch['tag'], batch['labels'], negative,
+                                                   has_negative, losses)
+                for name, value in diagnostics.items():
+                    self.log(f'train/{name}', value, on_step=False, on_epoch=True, batch_size=len(losses))
         loss = losses.mean() if len(losses) else (tag_emb.sum() + song_emb.sum()) * 0.0
         if not torch.isfinite(loss):
             raise UserError(f'the training loss became {loss.item()} at step {self.global_step} (epoch '
@@ -155,7 +175,24 @@ class Solver(pl.LightningModule):
         self.log('train/loss', loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(tag_emb))
         self.log('train/rows_without_negative', skipped, on_step=False, on_epoch=True, reduce_fx='sum')
         self.training_rng = rng_state(self.device)
+        if 'sample' in batch:
+            self.drawn.append(batch['sample'])
         return loss
+
+    def on_train_epoch_end(self):
+        """Under DDP, prove on rank 0 that no two ranks trained on one sample of the epoch: they would repeat one
+        another's draws (the generator of a sample is seeded by its number)."""
+        drawn, self.drawn = self.drawn, []
+        if self.trainer.world_size <= 1 or not drawn:
+            return
+        every = self.all_gather(torch.cat(drawn))  # (world_size, samples per rank): every rank runs as many steps
+        unique = int(torch.unique(every).numel())
+        if self.trainer.is_global_zero:
+            ranks, per_rank = every.shape
+            print(f'epoch {self.current_epoch}: {ranks} ranks trained on {ranks * per_rank} samples ({per_rank} '
+                  f'each), {unique} distinct' + ('' if unique == every.numel() else
+                                                 f'; warning: {every.numel() - unique} drawn on two ranks'),
+                  flush=True)
 
     # ------------------------------------------------------------------ validation and test: one path
     def validation_step(self, batch, batch_idx):

@@ -1,6 +1,7 @@
 """Step 1: MSD500 annotations -> tag vocabulary, song x tag binaries and an artist-disjoint split.
 
     python -u step1_data_split.py run DATA_PATH TOP_N_TAGS THRESHOLD
+    python -u step1_data_split.py run --root DATA_PATH --top_n 100 --threshold 100   # the original's flags
         [--seed 0] [--max_tries 1000] [--count_by rows|tracks] [--vocab google|both|music|none]
         [--multiword_underscore False] [--google_path DATA_PATH/GoogleNews-vectors-negative300.bin]
         [--music_path DATA_PATH/music_w2v/model_semeval_trigrams_300.model] [--prefix sub_]
@@ -18,7 +19,7 @@ under DATA_PATH/spec/*/*/*/*.npy. The original's rules, in order (each variant i
   5. split ARTISTS 70/15/15 (train/valid/test) by a seeded shuffle, reshuffling (at most --max_tries
      times) until every tag has >= THRESHOLD songs in every split; otherwise exit 2 naming the tag.
 Writes into DATA_PATH (each name prefixed with --prefix, e.g. sub_ for main.py --is_subset True):
-  binaries.npy        float32 (n_songs, n_tags) 0/1; row IX = IX-th track id in sorted order
+  binaries.npy        float64 (n_songs, n_tags) 0/1, as the original; row IX = IX-th track id in sorted order
   tags.npy            str array, lower-case, sorted (the column order of binaries.npy)
   existing_ids.npy    str array of the sorted track ids (row IX), as the original wrote it
   train_ids.npy, valid_ids.npy, test_ids.npy   str arrays of "IX//TRACK_ID", sorted by IX
@@ -32,19 +33,17 @@ import sys
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
-from errors import exit_on_user_error
 from cli_args import BOOL, str2bool
+from dataset_split import artist_split, write_outputs
+from errors import exit_on_user_error
 from errors import UserError
-from preprocess_utils import (SCORE_MIN, SPLIT_BOUNDS, Report, add_vector_path_arguments, atomic_pickle,
-                              atomic_save_npy, atomic_write_bytes, default_google_path, default_music_path,
+from preprocess_utils import (SCORE_MIN, Report, add_vector_path_arguments, default_google_path, default_music_path,
                               existing_spec_ids, load_keyed_vectors, make_cli, read_word2vec_vocab,
                               require_file, vocab_key)
 from safe_pickle import load_pickle
 
 COLUMNS = ['song_id', 'original_tag', 'cleaned_tag', 'tag_category', 'score']
-SPLITS = ('train', 'valid', 'test')
 UNKNOWN_ARTIST = 'unknown'  # the release's artist id of tracks without one; the original dropped them
 
 
@@ -107,29 +106,6 @@ class StageLog:
             f'{n} {what}' + (f' (-{self.previous[what] - n})' if what in self.previous else '')
             for what, n in counts.items()), **{stage: counts})
         self.previous = counts
-
-
-def split_artists(artist_tag_counts, threshold, seed, max_tries):
-    """Shuffle artists until every tag has >= threshold songs in each split.
-
-    artist_tag_counts: (n_artists, n_tags) songs per artist and tag. Returns (split of each artist
-    0/1/2, shuffles used) or, when no shuffle works, (None, the best shuffle's (3, n_tags) counts).
-    """
-    n_artists = len(artist_tag_counts)
-    starts = [0] + [int(n_artists * bound) for bound in SPLIT_BOUNDS]
-    position_split = np.repeat([0, 1, 2], np.diff(starts + [n_artists]))
-    rng = np.random.default_rng(seed)
-    best = None
-    for attempt in range(1, max_tries + 1):
-        order = rng.permutation(n_artists)  # artists order[starts[k]:starts[k+1]] form split k
-        counts = np.add.reduceat(artist_tag_counts[order], starts, axis=0)
-        if counts.min() >= threshold:
-            artist_split = np.empty(n_artists, dtype=np.int64)
-            artist_split[order] = position_split
-            return artist_split, attempt
-        if best is None or counts.min() > best.min():
-            best = counts
-    return None, best
 
 
 def filtered_annotations(data_path, vocab, google_path, music_path, multiword_underscore, log):
@@ -210,28 +186,7 @@ def run(data_path, top_n_tags, threshold, seed=0, max_tries=1000, vocab='google'
 
     # rule 5: split artists; songs follow their artist
     artist_of_song = pairs.drop_duplicates('song_id').set_index('song_id').artist.reindex(songs)
-    artist_codes, artists = pd.factorize(artist_of_song, sort=True)
-    if not 0 < int(len(artists) * SPLIT_BOUNDS[0]) < int(len(artists) * SPLIT_BOUNDS[1]) < len(artists):
-        raise UserError(f'only {len(artists)} artists remain; a 70/15/15 artist split needs at least 4 '
-            '(see the counts above for what the filters dropped)')
-    artist_by_song = sparse.csr_matrix((np.ones(len(songs)), (artist_codes, np.arange(len(songs)))),
-                                       shape=(len(artists), len(songs)))
-    artist_tag_counts = np.asarray(artist_by_song @ binaries, dtype=np.int64)
-    totals = artist_tag_counts.sum(axis=0)
-    if totals.min() < 3 * threshold:  # no shuffle can give three splits >= threshold
-        worst = int(totals.argmin())
-        raise UserError(f"tag '{tags[worst]}' has only {totals[worst]} songs in all, fewer than 3 x THRESHOLD="
-            f'{3 * threshold} (short by {3 * threshold - totals[worst]}); lower THRESHOLD or TOP_N_TAGS')
-    artist_split, outcome = split_artists(artist_tag_counts, threshold, seed, max_tries)
-    if artist_split is None:
-        split_k, tag_k = np.unravel_index(outcome.argmin(), outcome.shape)
-        raise UserError(f"tag '{tags[tag_k]}' has only {outcome[split_k, tag_k]} songs in the {SPLITS[split_k]} split, "
-            f'short by {threshold - outcome[split_k, tag_k]} of THRESHOLD={threshold}, in the best of '
-            f'{max_tries} artist shuffles (seed {seed}); lower THRESHOLD or TOP_N_TAGS, or raise --max_tries')
-    song_split = artist_split[artist_codes]
-    split_counts = {name: {'artists': int((artist_split == k).sum()), 'songs': int((song_split == k).sum()),
-                           'min_songs_per_tag': int(binaries[song_split == k].sum(axis=0).min())}
-                    for k, name in enumerate(SPLITS)}
+    song_split, outcome, split_counts = artist_split(binaries, tags, artist_of_song, threshold, seed, max_tries)
     report.log(f'artist split found after {outcome} shuffle(s): ' + '; '.join(
         f'{name} {c["artists"]} artists, {c["songs"]} songs, >= {c["min_songs_per_tag"]} songs per tag'
         for name, c in split_counts.items()), shuffles=outcome, splits=split_counts)
@@ -244,24 +199,6 @@ def run(data_path, top_n_tags, threshold, seed=0, max_tries=1000, vocab='google'
     return 0
 
 
-def write_outputs(data_path, prefix, songs, tags, binaries, song_split, tag_category):
-    def out(name):
-        return os.path.join(data_path, prefix + name)
-
-    ids = np.array([f'{ix}//{song}' for ix, song in enumerate(songs)])
-    atomic_save_npy(out('binaries.npy'), binaries)
-    atomic_save_npy(out('tags.npy'), np.array(tags))
-    atomic_save_npy(out('existing_ids.npy'), songs)
-    for k, name in enumerate(SPLITS):
-        atomic_save_npy(out(f'{name}_ids.npy'), ids[song_split == k])
-    train = song_split == 0
-    # keys in tags.npy order: the training code derives the tag order from this dict
-    train_tag_to_ix = {tag: ids[train & (binaries[:, t] == 1)].tolist() for t, tag in enumerate(tags)}
-    atomic_pickle(out('train_tag_to_ix.pkl'), train_tag_to_ix)
-    atomic_write_bytes(out('tag_categories.tsv'),
-                       ''.join(f'{tag}\t{category}\n' for tag, category in tag_category.items()).encode())
-
-
 def most_common_category(categories, tags):
     """tag -> its most frequent tag_category over all its annotation rows (ties: alphabetical)."""
     counts = categories[categories.cleaned_tag.isin(tags)].value_counts().rename('n').reset_index()
@@ -269,12 +206,35 @@ def most_common_category(categories, tags):
     return counts.drop_duplicates('cleaned_tag').set_index('cleaned_tag').tag_category.reindex(tags)
 
 
+def original_arguments(args):
+    """(DATA_PATH, TOP_N_TAGS, THRESHOLD) given by position or by the original's flags, with its defaults 100, 100."""
+    chosen = []
+    for name, positional, flag, default in (('DATA_PATH', args.data_path, args.root, None),
+                                            ('TOP_N_TAGS', args.top_n_tags, args.top_n, 100),
+                                            ('THRESHOLD', args.threshold, args.threshold_flag, 100)):
+        if positional is not None and flag is not None and positional != flag:
+            raise UserError(f'{name} given twice, as {positional} and by flag as {flag}; give it once')
+        value = positional if positional is not None else flag if flag is not None else default
+        if value is None:
+            raise UserError(f'{name} is required: step1_data_split.py run DATA_PATH [TOP_N_TAGS THRESHOLD], '
+                         'or --root DATA_PATH as the original')
+        chosen.append(value)
+    return chosen
+
+
 @exit_on_user_error
 def main(argv=None):
     parser, run_parser = make_cli(__doc__)
-    run_parser.add_argument('data_path', help='folder with msd500/, spec/ and song_to_artist.pkl')
-    run_parser.add_argument('top_n_tags', type=int, help='number of most frequent tags to keep (100 for MSD100)')
-    run_parser.add_argument('threshold', type=int, help='minimum songs per tag in each of train/valid/test')
+    # the original's fire signature run(root, top_n=100, threshold=100): positional or --root/--top_n/--threshold
+    run_parser.add_argument('data_path', nargs='?', help='folder with msd500/, spec/ and song_to_artist.pkl')
+    run_parser.add_argument('top_n_tags', nargs='?', type=int,
+                            help='number of most frequent tags to keep (default 100, MSD100)')
+    run_parser.add_argument('threshold', nargs='?', type=int,
+                            help='minimum songs per tag in each of train/valid/test (default 100)')
+    run_parser.add_argument('--root', help="DATA_PATH by the original's flag name")
+    run_parser.add_argument('--top_n', type=int, help="TOP_N_TAGS by the original's flag name")
+    run_parser.add_argument('--threshold', dest='threshold_flag', type=int,
+                            help="THRESHOLD by the original's flag name")
     run_parser.add_argument('--seed', type=int, default=0, help='seed of the artist shuffles')
     run_parser.add_argument('--max_tries', type=int, default=1000, help='artist shuffles before giving up')
     run_parser.add_argument('--count_by', choices=['rows', 'tracks'], default='rows',
@@ -289,7 +249,8 @@ def main(argv=None):
     add_vector_path_arguments(run_parser)
     run_parser.add_argument('--prefix', default='', help="prefix of the written file names ('sub_' for --is_subset)")
     args = parser.parse_args(argv)
-    return run(args.data_path, args.top_n_tags, args.threshold, seed=args.seed, max_tries=args.max_tries,
+    data_path, top_n, threshold = original_arguments(args)
+    return run(data_path, top_n, threshold, seed=args.seed, max_tries=args.max_tries,
                vocab=args.vocab, google_path=args.google_path, music_path=args.music_path, prefix=args.prefix,
                count_by=args.count_by, multiword_underscore=args.multiword_underscore)
 

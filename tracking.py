@@ -100,17 +100,19 @@ def make_mlflow_logger(config, resumed_config=None):
     uri = resolve_uri(config.mlflow_uri)
     resumed_config = resumed_config or {}
     same_store = resumed_config.get('mlflow_tracking_uri') == uri
+    if rank_zero_only.rank != 0:
+        # Lightning logs from rank 0 only; a logger here would still open the store, racing rank 0 creating it
+        return None
     run_name = config.run_name or os.path.basename(os.path.normpath(config.model_save_path))
     logger = _mlflow_logger_class()(
         experiment_name=config.experiment_name, run_name=run_name, tracking_uri=uri,
         artifact_location=artifact_root(uri), log_model=False,
         run_id=resumed_config.get('mlflow_run_id') if same_store else None)
-    if rank_zero_only.rank == 0:
-        try:
-            logger.run_id  # create the run now, so an unreachable server stops before training
-        except Exception as e:
-            raise UserError(f'MLflow tracking at {uri} failed: {_first_line(e)}; start the server, or pass '
-                            f'--mlflow_uri sqlite:///mlruns.db for a local store')
+    try:
+        logger.run_id  # create the run now, so an unreachable server stops before training
+    except Exception as e:
+        raise UserError(f'MLflow tracking at {uri} failed: {_first_line(e)}; start the server, or pass '
+                        f'--mlflow_uri sqlite:///mlruns.db for a local store')
     return logger
 
 
@@ -142,7 +144,9 @@ def make_logger(config, resumed_config=None):
         return CSVLogger(save_dir=config.model_save_path, name='logs')
     if kind == 'mlflow':
         # the CSV copy beside the checkpoint keeps the curves readable without the store (experiments.py reads it)
-        return [make_mlflow_logger(config, resumed_config), CSVLogger(save_dir=config.model_save_path, name='logs')]
+        loggers = [make_mlflow_logger(config, resumed_config),
+                   CSVLogger(save_dir=config.model_save_path, name='logs')]
+        return [one for one in loggers if one is not None]
     return make_neptune_logger(config)
 
 

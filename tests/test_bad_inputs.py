@@ -109,6 +109,14 @@ def set_item_factor(root, row, value):
     np.save(root / 'ix_to_cf.npy', cf)
 
 
+def drop_first_song_of_tag(root, tag):
+    with open(root / 'train_tag_to_ix.pkl', 'rb') as f:
+        listed = pickle.load(f)
+    listed[tag] = listed[tag][1:]
+    with open(root / 'train_tag_to_ix.pkl', 'wb') as f:
+        pickle.dump(listed, f)
+
+
 def set_spec_value(path, value):
     spec = np.load(path)
     spec[3, 5] = value
@@ -144,6 +152,11 @@ DATA_CASES = {  # name: (break the data folder, extra flags, the error names)
                              'holds NaN or infinite values'),
     'unknown zero-shot tag': (lambda r: (r / 'unseen.txt').write_text('tag01\nkazoo\n'),
                               ['--zeroshot_tags', '{root}/unseen.txt'], 'kazoo are not in tags.npy'),
+    'train_tag_to_ix.pkl disagreeing with binaries.npy': (
+        lambda r: drop_first_song_of_tag(r, 'tag01'), [], 'disagrees with binaries.npy and train_ids.npy for 1 tag(s): '
+        'tag01 ('),
+    'train_tag_to_ix.pkl not a dict': (lambda r: (r / 'train_tag_to_ix.pkl').write_bytes(pickle.dumps([1, 2])), [],
+                                       'holds a list, expected a dict of tag'),
     'extreme word vectors: the loss becomes NaN': (
         lambda r: set_word_vector(r, 'tag00', 3e38), ['--input_type', 'cf', '--lr', '1e-3'],
         'the training loss became nan at step 0'),
@@ -395,3 +408,26 @@ def test_step2_with_a_truncated_word2vec_file(tmp_path, capsys):
     expect_one_error(capsys, lambda: step2_word_embedding.main(['run', str(tmp_path), '--google_path', str(cut),
                                                                 '--music_path', str(tmp_path / 'none.model')]),
                      f'{cut} is not a complete word2vec file')
+
+
+def test_killing_experiments_stops_its_training_child(data, tmp_path):
+    """experiments.py killed with SIGKILL while a TRAIN child runs: the child goes too, so a rerun never trains
+    beside an orphan writing into the same run folder."""
+    command = [sys.executable, os.path.join(ROOT, 'experiments.py'), '--data_path', str(data), '--out',
+               str(tmp_path / 'out'), '--configs', 'random', '--seeds', '0', '--mlflow_uri',
+               f'sqlite:///{tmp_path}/mlruns.db', '--extra', '--n_channels 8 --batch_size 16 --epoch_size 64 '
+               '--n_epochs 50 --num_chunk 2']
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (children := alive_children(process.pid)):
+        assert process.poll() is None and time.time() < deadline, 'experiments.py never started TRAIN'
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.time() + 5
+    while (left := [c for c in children if os.path.exists(f'/proc/{c}') and
+                    open(f'/proc/{c}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z']) and time.time() < deadline:
+        time.sleep(0.1)
+    for orphan in left:
+        os.kill(orphan, signal.SIGKILL)
+    assert not left, f'TRAIN {left} outlived its killed experiments.py'

@@ -1,4 +1,5 @@
 """Preprocessing steps 0-3 on small inputs in the release's formats, checked against the original's rules."""
+import argparse
 import json
 import os
 import pickle
@@ -20,6 +21,7 @@ from synthetic_data import write_code_running_pickle  # noqa: E402
 
 import preprocess_utils  # noqa: E402
 import audio  # noqa: E402
+import dataset_split  # noqa: E402
 import step0_mel_spectrogram  # noqa: E402
 import step1_data_split  # noqa: E402
 import step2_word_embedding  # noqa: E402
@@ -80,7 +82,7 @@ def test_step1_binaries_follow_the_original_rules(raw_data, pipeline):
     assert not set(songs) & set(raw_data.unknown_artist)
     binaries = np.load(pipeline / 'binaries.npy')
     ids = np.load(pipeline / 'existing_ids.npy')
-    assert binaries.dtype == np.float32 and binaries.shape == (len(songs), len(top))
+    assert binaries.dtype == np.float64 and binaries.shape == (len(songs), len(top))  # the original's dtype
     assert ids.tolist() == sorted(songs)
     for row, song in zip(binaries, ids):
         assert {tags[j] for j in np.flatnonzero(row)} == songs[song]
@@ -164,6 +166,20 @@ def test_step1_is_deterministic_and_prefix_only_renames(pipeline, data_copy):
         assert (data_copy / f'sub_{name}').read_bytes() == (pipeline / name).read_bytes(), name
     assert step1_data_split.main(['run', str(data_copy), str(TOP_N), str(THRESHOLD), '--seed', '7']) == 0
     assert not np.array_equal(np.load(data_copy / 'train_ids.npy'), np.load(pipeline / 'train_ids.npy'))
+
+
+def test_step1_reads_the_originals_command_lines(pipeline, data_copy, capsys):
+    """fire's run(root, top_n=100, threshold=100): named flags give the same files as positions; the defaults are
+    the original's; a value given twice, differently, is one error."""
+    assert step1_data_split.main(['run', '--root', str(data_copy), '--top_n', str(TOP_N),
+                                  f'--threshold={THRESHOLD}']) == 0
+    for name in ('binaries.npy', 'tags.npy', 'train_ids.npy', 'train_tag_to_ix.pkl'):
+        assert (data_copy / name).read_bytes() == (pipeline / name).read_bytes(), name
+    args = argparse.Namespace(data_path='x', top_n_tags=None, threshold=None, root=None, top_n=None,
+                              threshold_flag=None)
+    assert step1_data_split.original_arguments(args) == ['x', 100, 100]
+    line = exits_with_error(capsys, step1_data_split.main, ['run', str(data_copy), '5', '--top_n', '7'])
+    assert 'TOP_N_TAGS given twice, as 5 and by flag as 7' in line
 
 
 def test_step1_threshold_errors_name_the_tag(pipeline, data_copy, capsys):
@@ -367,12 +383,12 @@ def test_artist_split_reshuffles_until_every_split_has_enough():
     counts = np.zeros((20, 2), dtype=np.int64)
     counts[:, 0] = 4
     counts[[3, 8, 15], 1] = 5  # tag 1 needs these three artists in three different splits
-    artist_split, shuffles = step1_data_split.split_artists(counts, 5, seed=0, max_tries=1000)
+    artist_split, shuffles = dataset_split.split_artists(counts, 5, seed=0, max_tries=1000)
     assert shuffles > 1 and sorted(artist_split[[3, 8, 15]]) == [0, 1, 2]
     assert np.bincount(artist_split).tolist() == [14, 3, 3]
-    again, _ = step1_data_split.split_artists(counts, 5, seed=0, max_tries=1000)
+    again, _ = dataset_split.split_artists(counts, 5, seed=0, max_tries=1000)
     np.testing.assert_array_equal(again, artist_split)
-    assert step1_data_split.split_artists(counts, 6, seed=0, max_tries=5)[0] is None
+    assert dataset_split.split_artists(counts, 6, seed=0, max_tries=5)[0] is None
 
 
 def test_music_vectors_load_from_a_model_or_keyed_vectors(raw_data, tmp_path):

@@ -33,9 +33,10 @@ def finished_pid():
     return process.pid
 
 
-def kill_once_last_checkpoint_exists(data, folder, timeout=120):
+def kill_once_last_checkpoint_exists(data, folder, *extra, timeout=120):
     """Start TRAIN in a process of its own; SIGKILL it as soon as the first last.ckpt is in place."""
-    command = [sys.executable, os.path.join(ROOT, 'main.py'), '--data_path', data, '--model_save_path', folder, *TINY]
+    command = [sys.executable, os.path.join(ROOT, 'main.py'), '--data_path', data, '--model_save_path', folder, *TINY,
+               *extra]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     last = os.path.join(folder, 'last.ckpt')
     deadline = time.time() + timeout

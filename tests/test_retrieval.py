@@ -72,10 +72,13 @@ def test_audio_files_and_waveforms_at_any_rate(model, song):
 
 
 def test_words_unknown_and_several(model):
-    several = model.embed_words(['tag01 tag03'])
-    vectors = model.words.tag_vectors
+    vectors = model.words.words.tag_vectors
     mean = model.words.embed_vectors(np.mean([vectors["tag01"], vectors["tag03"]], axis=0)[None])
-    np.testing.assert_allclose(several, mean, atol=1e-6)
+    np.testing.assert_allclose(model.embed_words(['tag01 tag03'], mode='average'), mean, atol=1e-6)
+    # by default the two tags' embeddings are summed in the joint space
+    rows = model.tag_embeddings[[model.vocabulary.index('tag01'), model.vocabulary.index('tag03')]].sum(axis=0)
+    np.testing.assert_allclose(model.embed_words('tag01 tag03')[0], rows / np.linalg.norm(rows), atol=1e-6)
+    assert [t['tag'] for t in model.interpret('the tag01 and tag03')['tags']] == ['tag01', 'tag03']
     with pytest.raises(search.UserError, match="unknown word 'tagg01'.*nearest known words: tag01"):
         model.embed_words('tagg01')
 

@@ -68,20 +68,34 @@ def test_queries_match_evaluation_and_brute_force(dataset, ckpt, words, test_ind
                'tag02, piano': [tag_vectors['tag02'], kv['piano']],
                'smooth jazz piano': [kv['smooth_jazz'], kv['piano']],  # a phrase stored as smooth_jazz: one term
                'violin': [kv['Violin']]}
-    for text, vectors in queries.items():
-        result = searcher.search(text, k=7)
+    for text, vectors in queries.items():  # the former path, kept as --query_mode average
+        result = searcher.search(text, k=7, mode='average')
         assert len(result['terms']) == len(vectors)
         assert_same_top_k(result, brute_force(ckpt, embeddings, vectors), test_ids, 7)
-    assert searcher.search('smooth jazz piano')['terms'] == ['smooth_jazz', 'piano']
+    assert searcher.search('smooth jazz piano', mode='average')['terms'] == ['smooth_jazz', 'piano']
+    # the default path: two tags are two unit tag embeddings summed in the joint space, not averaged words
+    tag_emb = {t: brute_force(ckpt, np.eye(256, dtype=np.float32), [tag_vectors[t]]) for t in ('tag01', 'tag03')}
+    joint = (tag_emb['tag01'] + tag_emb['tag03']) / np.linalg.norm(tag_emb['tag01'] + tag_emb['tag03'])
+    emb = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    result = searcher.search('the tag01 and tag03', k=7)
+    assert result['terms'] == ['tag01', 'tag03'] and result['interpretation']['stop_words'] == ['the', 'and']
+    assert_same_top_k(result, emb @ joint, test_ids, 7)
 
 
 def test_unknown_word_is_one_clear_line(test_index, capsys):
-    with pytest.raises(SystemExit) as e:
-        search.main(['query', '--index_path', test_index, '--query', 'tag01 pianno'])
+    with pytest.raises(SystemExit) as e:  # no word of the query is known
+        search.main(['query', '--index_path', test_index, '--query', 'the pianno'])
     err = capsys.readouterr().err
     assert e.value.code == 2
     assert len(err.strip().splitlines()) == 1 and 'Traceback' not in err, err
     assert "unknown word 'pianno'" in err and 'nearest known words: piano' in err, err
+    # beside a known word, an unknown one is shown with its suggestions, and the rest is searched
+    assert search.main(['query', '--index_path', test_index, '--query', 'tag01 pianno', '--k', '2']) == 0
+    out = capsys.readouterr().out
+    assert "interpreted as: tag01 1.00  (unknown 'pianno' (did you mean piano" in out, out
+    with pytest.raises(SystemExit) as e:  # the former path stops at any unknown word, as it did
+        search.main(['query', '--index_path', test_index, '--query', 'tag01 pianno', '--query_mode', 'average'])
+    assert e.value.code == 2 and "unknown word 'pianno'" in capsys.readouterr().err
 
 
 def test_unknown_word_without_full_vectors_names_the_tags(test_index, tmp_path, capsys):
@@ -130,7 +144,7 @@ def test_approximate_indexes_build_and_answer(dataset, ckpt, words, tmp_path, ca
               '--index_type', kind)
         assert 'reusing the 96 song embeddings' in capsys.readouterr().err
     exact = Searcher(str(tmp_path / 'flat'))
-    queries = list(dataset['tags']) + ['tag01 tag04', 'piano', 'guitar, tag05', 'smooth jazz']
+    queries = list(dataset['tags']) + ['tag01 tag04', 'the piano, tag02', 'guitar, tag05', 'smooth jazz tag00']
     assert recall(Searcher(str(ivf)), exact, queries, 10) >= 0.5
     assert recall(Searcher(str(ivf), nprobe=6), exact, queries, 10) == 1.0  # every list: exact
     assert recall(Searcher(str(tmp_path / 'hnsw')), exact, queries, 10) >= 0.9

@@ -5,7 +5,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,10 @@ import numpy as np
 import pytest
 import soundfile
 
+from ports import free_port
 from search_fixtures import ckpt, index, test_index, words  # noqa: F401 (pytest fixtures)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def ids_of_test(dataset):
@@ -98,6 +92,21 @@ def test_routes(server, dataset, test_index):
     assert status == 200 and b'<script>' in page
 
 
+def test_search_shows_its_interpretation(server, test_index):
+    from retrieval import Index
+    index = Index.open(test_index)
+    status, result = get(server, '/api/search?q=the+tag01+and+tag03&k=4')
+    assert status == 200 and result['interpretation'] == index.search('the tag01 and tag03', 4)['interpretation']
+    assert [t['tag'] for t in result['interpretation']['tags']] == ['tag01', 'tag03']
+    assert result['interpretation']['stop_words'] == ['the', 'and']
+    status, old = get(server, '/api/search?q=tag01+tag03&k=4&mode=average')
+    expected = index.search('tag01 tag03', 4, mode='average')
+    assert status == 200 and old['interpretation']['mode'] == 'average'
+    assert [h['track_id'] for h in old['results']] == [h['track_id'] for h in expected['results']]
+    status, body = get(server, '/api/search?q=tag01&mode=vibes')
+    assert status == 400 and "unknown query mode 'vibes'" in body['error']
+
+
 def test_bad_input_is_a_4xx_with_one_line(server, dataset):
     no_audio = ids_of_test(dataset)[5]
     cases = {'/api/search?q=tagg01': (400, "unknown word 'tagg01'"),
@@ -143,6 +152,11 @@ def test_the_page_in_a_real_browser(server, tmp_path):
     assert len(re.findall(r'<tr class="hit">\s*<td>\d+</td>', rendered)) == 10, rendered[-3000:]
     assert re.search(r'<audio controls="" preload="none" src="/audio/TR', rendered), rendered[-3000:]
     assert 'no audio file for this song' in rendered
+    out = headless('--dump-dom', server['url'] + '/?q=the%20tag01%20and%20tag03')
+    rendered = out.stdout.split('<script>')[0]
+    meaning = re.search(r'<div id="meaning">(.*?)</div>', rendered, re.S).group(1)
+    assert re.search(r'interpreted as</b> <span class="tag">tag01 1.00</span> <span class="tag">tag03 1.00</span>.*'
+                     r'dropped: the, and', meaning, re.S), meaning
     shot = tmp_path / 'page.png'
     headless(f'--screenshot={shot}', '--window-size=1100,700', server['url'] + '/?q=tag01')
     assert shot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -1,0 +1,58 @@
+"""What the entry points print: the configuration once, in one line, and none of Lightning's chatter.
+
+    from console import quiet_lightning, config_line
+    quiet_lightning()                       # before the Trainer is built
+    print(config_line(args, parser))        # TRAIN spec ... --data_path data/demo --n_channels 32 (others: defaults)
+
+A researcher reads the progress bar, the result table and real warnings (a data problem, a fallback). Lightning
+adds product tips, facts that hold for every CPU run (no GPU, no TPU, 100% of the batches used), the seed it was
+told, and a deprecation warning raised inside its own code; those lines are dropped here, by their text, so any other
+message of Lightning still shows.
+"""
+import logging
+import re
+import warnings
+
+NOISE = re.compile('|'.join([
+    r'Tip: For seamless',                               # product advertisements (litlogger, litmodels)
+    r'^(GPU|TPU|HPU|IPU) available: ',                   # the accelerator summary: the config line says it
+    r'^`Trainer\(limit_\w+_batches=1\.0\)` was configured so 100%',  # the default, restated per split
+    r'^Seed set to \d+$',                               # the config line holds --seed
+    r'^`Trainer\.fit` stopped: `max_(epochs|steps)=\d+` reached\.$',  # main.py says how many steps it trained
+    r'^You are using a CUDA device .* that has Tensor Cores',  # advice that --precision already answers
+]))
+# raised inside Lightning's own code by a torch API it calls (not by ours): nothing for a user to change
+LIGHTNING_DEPRECATIONS = [r'`isinstance\(treespec, LeafSpec\)` is deprecated']
+LOGGERS = ('pytorch_lightning', 'lightning_fabric', 'lightning', 'lightning.pytorch', 'lightning.fabric')
+
+
+class DropNoise(logging.Filter):
+    def filter(self, record):
+        return not NOISE.search(record.getMessage())
+
+
+def quiet_lightning():
+    """Drops Lightning's noise lines (NOISE) from its loggers and handlers; idempotent."""
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        for target in [logger, *logger.handlers]:
+            if not any(isinstance(f, DropNoise) for f in target.filters):
+                target.addFilter(DropNoise())
+    # rank_zero_info and the seed message come from child loggers whose records reach these handlers by propagation
+    for name in ('pytorch_lightning.utilities.rank_zero', 'lightning_fabric.utilities.rank_zero',
+                 'lightning_fabric.utilities.seed'):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DropNoise) for f in logger.filters):
+            logger.addFilter(DropNoise())
+    for message in LIGHTNING_DEPRECATIONS:
+        warnings.filterwarnings('ignore', message=message)
+
+
+def config_line(config, parser):
+    """'MODE input_type, then every flag whose value is not its default' on one line; credentials redacted."""
+    from cli_args import public_config
+    values = public_config(config)
+    changed = [f'--{k} {v}' for k, v in values.items() if k not in ('mode', 'input_type')
+               and parser.get_default(k) != v]
+    return f"{values.get('mode', '')} {values.get('input_type', '')}: " + (' '.join(changed) or 'all defaults') + \
+        ' (other flags: defaults; --help lists them)'

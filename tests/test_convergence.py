@@ -1,0 +1,120 @@
+"""Training to a plateau (--early_stop_patience), exact resume across it, the sampler's diagnostics, and the
+convergence report of experiments.py --converge."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from solver import negative_diagnostics, sample_negatives, triplet_loss
+from test_resume import TINY, kill_once_last_checkpoint_exists, run, weights
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# no gain can exceed 1: after the first validation every one counts as no improvement, so with patience 2 TRAIN
+# stops after its third validation (epoch 2), whatever the MAP does: 3 epochs of 128 / 16 = 8 steps
+PLATEAU = ['--early_stop_patience', '2', '--early_stop_min_delta', '1', '--n_epochs', '10']
+
+
+def test_plateau_stops_training_and_a_killed_run_resumes_to_the_same_stop(dataset, tmp_path):
+    data = dataset['root']
+    reference = run('--data_path', data, '--model_save_path', tmp_path / 'ref', *TINY, *PLATEAU,
+                    '--keep_best_until_step', '16')
+    config = json.load(open(tmp_path / 'ref' / 'config.json'))
+    assert config['stopped_early'] is True and config['trained_steps'] == 24
+    assert config['early_stop_patience'] == 2
+    # the checkpoint kept up to step 16 is the one a 2-epoch run (16 steps) selects, bit for bit
+    budget = run('--data_path', data, '--model_save_path', tmp_path / 'budget', *TINY, '--n_epochs', '2')
+    a, b = weights(tmp_path / 'ref' / 'best_until_16.ckpt'), weights(budget.best_model_path)
+    assert max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].numel()) == 0
+    # killed after its first epoch: the restored counters (best MAP, validations without gain) must stop the resumed
+    # run at the same validation; counters started afresh would run one epoch longer (32 steps)
+    last = kill_once_last_checkpoint_exists(data, str(tmp_path / 'killed'), *PLATEAU)
+    assert torch.load(last, map_location='cpu', weights_only=True)['epoch'] < 2
+    resumed = run('--data_path', data, '--model_save_path', tmp_path / 'killed', *TINY, *PLATEAU, '--ckpt_path', last)
+    assert json.load(open(tmp_path / 'killed' / 'config.json'))['trained_steps'] == 24
+    for name in ('last_model_path', 'best_model_path'):
+        a, b = weights(getattr(reference, name)), weights(getattr(resumed, name))
+        assert max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].numel()) == 0
+
+
+def test_without_patience_training_runs_its_epochs(dataset, tmp_path):
+    run('--data_path', dataset['root'], '--model_save_path', tmp_path / 'ck', *TINY, '--n_epochs', '2',
+        '--logger', 'csv')
+    config = json.load(open(tmp_path / 'ck' / 'config.json'))
+    assert config['stopped_early'] is False and config['trained_steps'] == 16
+    # the sampler's diagnostics are logged once an epoch
+    rows = list(csv.DictReader(open(tmp_path / 'ck' / 'logs' / 'version_0' / 'metrics.csv')))
+    drawn = [float(r['train/negative_cos']) for r in rows if r.get('train/negative_cos')]
+    zero = [float(r['train/zero_loss_rows']) for r in rows if r.get('train/zero_loss_rows')]
+    assert len(drawn) == 2 and all(-1 <= d <= 1 for d in drawn) and all(0 <= z <= 1 for z in zero)
+
+
+def test_negative_diagnostics_are_the_exact_means():
+    torch.manual_seed(0)
+    tag_emb, song_emb = torch.randn(5, 4), torch.randn(5, 4)
+    tag_index = torch.tensor([0, 1, 2, 0, 1])
+    labels = torch.zeros(5, 3)
+    labels[torch.arange(5), tag_index] = 1
+    labels[1, 0] = 1  # song 1 also carries tag 0: no negative of rows 0 and 3
+    negative = torch.tensor([2, 0, 4, 4, 3])
+    has_negative = torch.tensor([True, True, True, True, False])
+    losses = triplet_loss(tag_emb, song_emb, song_emb[negative], 0.4)[has_negative]
+    got = negative_diagnostics(tag_emb, song_emb, tag_index, labels, negative, has_negative, losses)
+    cos = torch.nn.functional.cosine_similarity(tag_emb[:, None], song_emb[None], dim=-1)
+    drawn = [cos[i, negative[i]] for i in range(4)]
+    uniform = [cos[i][labels[:, tag_index[i]] == 0].mean() for i in range(4)]
+    assert got['negative_cos'].item() == pytest.approx(torch.stack(drawn).mean().item(), abs=1e-6)
+    assert got['uniform_negative_cos'].item() == pytest.approx(torch.stack(uniform).mean().item(), abs=1e-6)
+    assert got['zero_loss_rows'].item() == pytest.approx((losses == 0).float().mean().item())
+
+
+def test_weighted_sampling_draws_harder_negatives_than_uniform():
+    """Over many draws the weighted sampler's negatives are closer to the tag than a uniform draw's, and the
+    diagnostics see it; the uniform sampler's drawn and expected cosines agree."""
+    torch.manual_seed(1)
+    n = 64
+    tag_emb, song_emb = torch.randn(n, 8), torch.randn(n, 8)
+    tag_index = torch.arange(n) % 4
+    labels = torch.nn.functional.one_hot(tag_index, 4).float()
+    gaps = {}
+    for weighted in (False, True):
+        total = torch.zeros(())
+        for _ in range(200):
+            negative, has = sample_negatives(tag_emb, song_emb, tag_index, labels, weighted)
+            losses = triplet_loss(tag_emb, song_emb, song_emb[negative], 0.4)[has]
+            d = negative_diagnostics(tag_emb, song_emb, tag_index, labels, negative, has, losses)
+            total += d['negative_cos'] - d['uniform_negative_cos']
+        gaps[weighted] = (total / 200).item()
+    assert abs(gaps[False]) < 0.01 and gaps[True] > 0.05, gaps
+
+
+def test_converge_grid_writes_stopping_verdict_and_sampler_tables(dataset, tmp_path):
+    out = tmp_path / 'convergence'
+    toy = '--n_channels 8 --batch_size 32 --epoch_size 64 --num_chunk 4 --early_stop_patience 1 ' \
+          '--early_stop_min_delta 1 --max_steps 50 --keep_best_until_step 2'
+    command = [sys.executable, os.path.join(ROOT, 'experiments.py'), '--converge', '--data_path', dataset['root'],
+               '--out', str(out), '--configs', 'random', 'balanced_weighted',
+               '--seeds', '0', '--extra', toy, '--mlflow_uri', f'sqlite:///{tmp_path}/mlruns.db']
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    stops = list(csv.DictReader(open(out / 'table_stopping.csv')))
+    # patience 1: the second validation ends each run, after 2 epochs of 64 / 32 = 2 steps
+    assert [(r['model'], r['stopped at step'], r['ended by']) for r in stops] == \
+        [('random', '4', 'plateau'), ('balanced_weighted', '4', 'plateau')]
+    pairs = list(csv.DictReader(open(out / 'table_budget_vs_converged.csv')))
+    row = next(r for r in pairs if r['claim'].startswith('balanced-weighted > random'))
+    assert row['budget seeds'] == row['converged seeds'] == '1'
+    change = float(row['converged A - B']) - float(row['budget A - B'])
+    assert float(row['change of A - B']) == pytest.approx(change, abs=2e-4)
+    for name in ('random', 'balanced_weighted'):  # both checkpoints of every run were TESTed
+        run_folder = out / 'runs' / name / 'seed0'
+        assert (run_folder / 'test_budget' / 'summary.json').is_file() and (run_folder / 'best_until_2.ckpt').is_file()
+        assert (run_folder / 'test' / 'summary.json').is_file()
+    sampler = list(csv.DictReader(open(out / 'table_sampler.csv')))
+    assert {r['model'] for r in sampler} == {'random', 'balanced_weighted'}
+    assert (out / 'sampler_diagnostics.png').stat().st_size > 1000
+    assert 'Where each run stopped' in (out / 'CONVERGENCE.md').read_text()
+    assert '--early_stop_patience' in (out / 'runs' / 'random' / 'seed0' / 'train.log').read_text()
