@@ -29,6 +29,8 @@ SHADES = {'random': ('#9e102c', '#c82d4c', '#e65b77'), 'balanced': ('#0e538b', '
 SET_COLOUR = """const input = arguments[0];  // as picking a colour does: the native value set, then React told
 Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set.call(input, arguments[1]);
 for (const name of ['input', 'change']) input.dispatchEvent(new Event(name, {bubbles: true}));"""
+POINT_FILLS = """return Array.from(arguments[0].querySelectorAll('g.trace.scatter path.point'),
+                  point => getComputedStyle(point).fill);"""  # the points' colours, as rgb(r, g, b)
 
 
 @contextlib.contextmanager
@@ -95,7 +97,9 @@ def runs_listed(driver, names):
 
 
 def colour_by_configuration(driver, names):
-    """Each run's colour set in the runs table's colour picker (an <input type=color> MLflow's row holds)."""
+    """Each run's colour set in the runs table's colour picker (an <input type=color> MLflow's row holds), one colour
+    a run: {name: colour}."""
+    colours = {}
     for name in names:
         configuration, seed = name.rsplit('-s', 1)
         colour = SHADES[configuration][int(seed) % 3]
@@ -104,6 +108,9 @@ def colour_by_configuration(driver, names):
         driver.execute_script(SET_COLOUR, driver.find_element(By.XPATH, label + '/input'), colour)
         wait_for(driver, f'{name} in {colour}',  # the label shows the colour the run now has
                  lambda d: d.find_element(By.XPATH, label).get_attribute('textContent') == colour)
+        colours[name] = colour
+    assert len(set(colours.values())) == len(colours), f'two runs share a colour: {colours}'
+    return colours
 
 
 def add_loss_beside_map(driver):
@@ -159,30 +166,38 @@ def widen_cards(driver):
     ActionChains(driver).move_to_element(driver.find_element(By.CSS_SELECTOR, 'h2')).perform()
 
 
-def plotted(driver, names):
-    """{chart title: [run names with a curve drawn in it]} once every card has drawn a trace with points."""
-    def drawn(d):
-        cards = d.find_elements(By.CSS_SELECTOR, CARD)
-        if not cards or any(not c.find_elements(By.CSS_SELECTOR, 'g.trace.scatter path.point') for c in cards):
-            return False
-        return {card_title(c): [n for n in names if f'{n} ({card_title(c)})' in c.get_attribute('textContent')]
-                for c in cards}
-    return wait_for(driver, 'the curves drawn', drawn)
+def charts(driver, colours):
+    """{chart title: [the runs of `colours` (name: '#rrggbb', one colour each) with points drawn in their colour]}:
+    the legend names every run, with a curve or not; the points tell which runs have one."""
+    rgb = {name: 'rgb({}, {}, {})'.format(*bytes.fromhex(colour[1:])) for name, colour in colours.items()}
+    shown = {}
+    for card in driver.find_elements(By.CSS_SELECTOR, CARD):
+        fills = set(driver.execute_script(POINT_FILLS, card))
+        shown[card_title(card)] = [name for name in colours if rgb[name] in fills]
+    return shown
+
+
+def plotted(driver, colours):
+    """The charts once each draws every run's curve (they load after the page), or as they are after UI_WAIT_S."""
+    with contextlib.suppress(TimeoutException):
+        wait_for(driver, 'the curves drawn', lambda d: (shown := charts(d, colours)) and all(
+            runs == list(colours) for runs in shown.values()))
+    return charts(driver, colours)
 
 
 def curves_side_by_side(driver, url, names, screenshot):
     """Drives the chart view to `CURVES` side by side, saves the screenshot; returns what the page shows: the run
-    names in the runs table, {chart: runs in its legend}, the charts' boxes and whether the assistant is open."""
+    names in the runs table, {chart: [runs it draws]}, the charts' boxes, whether the assistant shows."""
     open_chart_view(driver, url)
     table = runs_listed(driver, names)
-    colour_by_configuration(driver, table)
+    colours = colour_by_configuration(driver, table)
     add_loss_beside_map(driver)
     show_only_the_curves(driver)
     widen_cards(driver)
-    legends = plotted(driver, names)
+    drawn = plotted(driver, colours)
     time.sleep(1)  # the plots' last re-layout after the resize
     boxes = [c.rect for c in driver.find_elements(By.CSS_SELECTOR, CARD)]
     assistant = bool(driver.find_elements(By.CSS_SELECTOR, '[data-component-id^="mlflow.assistant.chat_panel"]'))
     driver.save_screenshot(str(screenshot))
-    return {'table': table, 'legends': legends, 'boxes': boxes, 'assistant': assistant}
+    return {'table': table, 'charts': drawn, 'boxes': boxes, 'assistant': assistant}
 

@@ -233,9 +233,9 @@ def test_grid_compared_in_the_mlflow_ui_in_a_browser(dataset, tmp_path):
             browser:
         page = mlflow_ui.curves_side_by_side(browser, f'{url}/#/experiments/{experiment_id}/runs', names, shot)
     assert page['table'] == names, f'the runs page shows {page["table"]} of {names}'
-    assert list(page['legends']) == list(mlflow_ui.CURVES), f'charts shown: {list(page["legends"])}'
-    for chart, runs in page['legends'].items():
-        assert runs == names, f'the {chart} chart draws {runs} of {names}'
+    assert list(page['charts']) == list(mlflow_ui.CURVES), f'charts shown: {list(page["charts"])}'
+    for chart, runs in page['charts'].items():
+        assert runs == names, f'the {chart} chart draws the curves of {runs} of {names}'
     left, right = page['boxes']
     assert left['y'] == right['y'] and left['x'] + left['width'] <= right['x'], f'not side by side: {left} {right}'
     assert not page['assistant'], 'the MLflow Assistant panel is still open'
