@@ -1,5 +1,6 @@
 """Experiment tracking on MLflow: TRAIN + TEST into a SQLite store read back with MlflowClient (no network), a real
-tracking server reached over HTTP and read through its REST API, and the UI of a grid in headless Chromium.
+tracking server reached over HTTP and read through its REST API, and the UI of a grid in headless Chromium
+driven through WebDriver (tests/mlflow_ui.py).
 
     SCREENSHOT_TO=docs/mlflow_grid.png python -m pytest -q tests/test_tracking.py -k browser   # keeps the screenshot
 """
@@ -25,6 +26,7 @@ from test_experiments import grid_command
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--input_type', 'cf', '--n_channels', '8', '--batch_size', '32', '--num_chunk', '4', '--n_epochs', '1']
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser') or shutil.which('google-chrome')
+CHROMEDRIVER = shutil.which('chromedriver')
 SERVER_START_S = 180  # starting mlflow's server on 2 busy cores can take a minute
 LOCAL_HOSTS = ('127.0.0.1', '::1', 'localhost')
 SAMPLING = ['random', 'balanced', 'balanced_weighted']  # experiments.py's table 1
@@ -196,13 +198,6 @@ def test_runs_logged_over_http_to_a_tracking_server(dataset, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ a real browser
-def chromium(tmp_path, url, *action):
-    command = [CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--hide-scrollbars', '--no-first-run',
-               '--disable-background-networking', '--disable-component-update', f'--user-data-dir={tmp_path}/profile',
-               '--window-size=1400,900', '--virtual-time-budget=20000', *action, url]
-    return subprocess.run(command, capture_output=True, text=True, timeout=180)
-
-
 def log_grid(dataset, tmp_path, store):
     """A toy grid run by experiments.py itself: random and balanced_weighted finished first in a store this test
     then drops (as a clone brings results/ without mlruns.db), then the three sampling configurations into `store`:
@@ -224,19 +219,26 @@ def log_grid(dataset, tmp_path, store):
     return [f'{name}-s0' for name in SAMPLING]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason='no Chromium on PATH: apt-get install chromium chromium-driver')
+@pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
+                    reason='no Chromium or chromedriver on PATH: apt-get install chromium chromium-driver')
 def test_grid_compared_in_the_mlflow_ui_in_a_browser(dataset, tmp_path):
-    """The runs experiments.py tracked, live or imported, in MLflow's own UI under the names it gives them."""
+    """The runs experiments.py tracked, live or imported, in MLflow's own UI under the names it gives them, and
+    their curves, validation MAP and training loss side by side, as Chromium shows them driven over WebDriver."""
+    import mlflow_ui  # selenium (requirements.txt): only this test needs it
     store = f'sqlite:///{tmp_path}/mlruns.db'
     names = log_grid(dataset, tmp_path, store)
     experiment_id = MlflowClient(store).get_experiment_by_name('tag-retrieval-grid').experiment_id
-    with mlflow_server(store, tmp_path) as url:
-        page = f'{url}/#/experiments/{experiment_id}/runs'
-        dom = chromium(tmp_path, page, '--dump-dom').stdout
-        missing = [n for n in names if f'>{n}<' not in dom]
-        assert not missing, f'the runs page does not show {missing}'
-        shot = tmp_path / 'grid.png'
-        chromium(tmp_path, page + '?compareRunsMode=CHART', f'--screenshot={shot}')
+    shot = tmp_path / 'grid.png'
+    with mlflow_server(store, tmp_path) as url, mlflow_ui.chromium(CHROMIUM, CHROMEDRIVER, tmp_path / 'profile') as \
+            browser:
+        page = mlflow_ui.curves_side_by_side(browser, f'{url}/#/experiments/{experiment_id}/runs', names, shot)
+    assert page['table'] == names, f'the runs page shows {page["table"]} of {names}'
+    assert list(page['charts']) == list(mlflow_ui.CURVES), f'charts shown: {list(page["charts"])}'
+    for chart, runs in page['charts'].items():
+        assert runs == names, f'the {chart} chart draws the curves of {runs} of {names}'
+    left, right = page['boxes']
+    assert left['y'] == right['y'] and left['x'] + left['width'] <= right['x'], f'not side by side: {left} {right}'
+    assert not page['assistant'], 'the MLflow Assistant panel is still open'
     with open(shot, 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
     assert 20_000 < shot.stat().st_size < 600_000
