@@ -10,6 +10,10 @@ every tag of its line. Each query is ranked over all songs of the index by exact
 embeddings (an approximate index's own search is not what is measured). TYPED, the same tags typed as a query
 (`tag, tag` in mode tags), is the upper bound the model allows. A query a mode cannot read (no word near a tag)
 scores 0 there and its reason is listed.
+
+The means are also given for two fixed halves of the file, so that a rule can be chosen on one and checked on the
+other: the development half is the 1st, 3rd, 5th... query of the file (in its order), the held-out half the 2nd,
+4th, 6th... (alternate rows, so that each half covers every category of a file grouped by category).
 """
 import numpy as np
 
@@ -18,6 +22,7 @@ from metrics import average_precision, precision_at_k
 from search_terms import normalise_tag
 
 TYPED = 'typed'
+HALVES = ('development', 'held-out')  # query i of the file (from 0) is in HALVES[i % 2]
 LABELS = {'average': 'old: averaged', 'tags': 'new: tags', 'sentence': 'sentence', TYPED: 'typed tags'}
 
 
@@ -71,8 +76,14 @@ def scores_of(searcher, texts, mode):
     return scores, errors
 
 
+def half_mean(p, ap, rows):
+    """{p, ap} over the rows of one half; None where the half holds no query with a song to find."""
+    return {'p': float(np.mean(p[rows])), 'ap': float(np.mean(ap[rows]))} if rows.any() else None
+
+
 def evaluate(searcher, queries, modes, k=10):
-    """{'queries': [{query, tags, relevant, scores: {label: {p, ap, error}}}], 'means': {label: {p, ap}}, 'k'}."""
+    """{'queries': [{query, tags, relevant, scores: {label: {p, ap, error}}}],
+    'means': {label: {p, ap, halves: {development|held-out: {p, ap} or None}}}, 'k'}."""
     labels = relevance(searcher, [tags for _, tags in queries])
     rows = [{'query': q, 'tags': tags, 'relevant': int(n), 'scores': {}} for (q, tags), n in zip(queries, labels.sum(axis=1))]
     counted = labels.any(axis=1)
@@ -87,14 +98,16 @@ def evaluate(searcher, queries, modes, k=10):
         for i, row in enumerate(rows):  # None: no song to find
             row['scores'][label] = {'p': float(p[i]) if counted[i] else None, 'ap': float(ap[i]) if counted[i] else None,
                           'error': errors.get(i)}
-        means[label] = {'p': float(np.mean(p[counted])), 'ap': float(np.mean(ap[counted]))}
+        means[label] = {'p': float(np.mean(p[counted])), 'ap': float(np.mean(ap[counted])),
+                        'halves': {half: half_mean(p, ap, counted & (np.arange(len(rows)) % 2 == h))
+                                   for h, half in enumerate(HALVES)}}
     return {'queries': rows, 'means': means, 'k': k}
 
 
 def format_report(report, n_listed=5):
     """The per-query table, the means, the queries the new path improved most and those it serves worst."""
     labels = list(report['means'])
-    width = max(len(r['query']) for r in report['queries']) + 2
+    width = max([len(r['query']) for r in report['queries']] + [len('mean, development')]) + 2
     k = report['k']
     head = f'{"query":<{width}}{"songs":>6}' + ''.join(f'{LABELS[m] + f" P@{k}":>22}{"AP":>7}' for m in labels)
     lines = [head]
@@ -106,6 +119,10 @@ def format_report(report, n_listed=5):
     scored = [r for r in report['queries'] if r['relevant']]
     lines.append(f'{"mean":<{width}}{"":>6}' + ''.join(f'{means[m]["p"]:>22.3f}{means[m]["ap"]:>7.3f}'
                                                         for m in labels))
+    for half in HALVES:
+        cells = [means[m]['halves'][half] for m in labels]
+        lines.append(f'{"mean, " + half:<{width}}{"":>6}' + ''.join(
+            f'{c["p"]:>22.3f}{c["ap"]:>7.3f}' if c else f'{"-":>22}{"-":>7}' for c in cells))
     if 'average' in labels and 'tags' in labels:
         gain = sorted(scored, key=lambda r: r['scores']['average']['ap'] - r['scores']['tags']['ap'])
         lines.append('most improved (AP, old -> new): ' + '; '.join(

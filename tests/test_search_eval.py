@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from sklearn.metrics import average_precision_score
 
 from errors import UserError
@@ -57,6 +58,12 @@ def test_evaluate_scores_each_query_in_each_mode(dataset, test_index, tmp_path):
             assert abs(row['scores'][label]['ap'] - ap) < 1e-6, (row, label, ap)
     for label in ('average', 'tags', 'typed'):
         assert abs(report['means'][label]['ap'] - np.mean([r['scores'][label]['ap'] for r in report['queries']])) < 1e-9
+        # the halves: development the 1st, 3rd... query of the file, held-out the 2nd, 4th...
+        for first, half in enumerate(('development', 'held-out')):
+            rows = report['queries'][first::2]
+            assert report['means'][label]['halves'][half] == pytest.approx(
+                {'p': np.mean([r['scores'][label]['p'] for r in rows]),
+                 'ap': np.mean([r['scores'][label]['ap'] for r in rows])}, abs=1e-9), (label, half)
     # a query typed as its own tags reads the same in both
     assert report['queries'][0]['scores']['tags']['ap'] == report['queries'][0]['scores']['typed']['ap']
     assert report['queries'][1]['tags'] == ['tag01', 'tag03']
@@ -66,6 +73,8 @@ def test_evaluate_scores_each_query_in_each_mode(dataset, test_index, tmp_path):
     assert text.returncode == 0 and 'old: averaged P@10' in lines[0] and 'typed tags P@10' in lines[0], text.stdout
     mean = [line for line in lines if line.startswith('mean')][0].split()
     assert float(mean[2]) == round(report['means']['average']['ap'], 3)
+    held_out = [line for line in lines if line.startswith('mean, held-out')][0].split()
+    assert float(held_out[5]) == round(report['means']['tags']['halves']['held-out']['ap'], 3)
     assert any(line.startswith('most improved (AP, old -> new): ') for line in lines)
 
 

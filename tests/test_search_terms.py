@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from errors import UserError
 from model import TripletModel
-from search_query import QueryEncoder, format_result
-from search_terms import MIN_SIMILARITY, Interpreter, UnknownWord
+from search_query import QueryEncoder, describe, format_result
+from search_terms import MIN_SIMILARITY, WORD_WEIGHT, Interpreter, UnknownWord
 
 EYE = np.eye(6, dtype=np.float32)
 TAGS = {'piano': EYE[0], 'harpsichord': EYE[1], 'organ': EYE[2], 'violin': EYE[3], 'hip hop': EYE[4]}
@@ -48,8 +48,11 @@ def test_stop_words_multiword_tags_and_nearest_tags(w2v_path):
     assert meaning['terms'][2]['tags'] == [{'tag': 'violin', 'similarity': pytest.approx(0.9487, abs=1e-4),
                                             'weight': 1.0}]
     assert meaning['terms'][1]['tags'] == [{'tag': 'hip hop', 'similarity': 1.0, 'weight': 1.0}]
+    # a typed tag counts 1, a mapped word WORD_WEIGHT, shared among its tags
     weights = {t['tag']: t['weight'] for t in meaning['tags']}
-    assert weights['hip hop'] == weights['violin'] == 1.0 and sum(weights.values()) == pytest.approx(3.0, abs=1e-3)
+    assert weights['hip hop'] == 1.0 and weights['violin'] == pytest.approx(WORD_WEIGHT, abs=1e-4)
+    assert weights['piano'] == pytest.approx(WORD_WEIGHT * keyboard[0]['weight'], abs=1e-4)
+    assert sum(weights.values()) == pytest.approx(1 + 2 * WORD_WEIGHT, abs=1e-3)
     assert meaning['unknown'] == [] and meaning['unmapped'] == []
 
 
@@ -100,7 +103,8 @@ def test_terms_combine_in_the_joint_space(w2v_path):
         unit = {t: F.normalize(model.word_to_embedding(torch.from_numpy(v[None])), dim=-1)[0].numpy()
                 for t, v in TAGS.items()}
     sims = np.array([cosine(WORDS['keyboard'], TAGS[t]) for t in ('piano', 'harpsichord', 'organ')])
-    expected = unit['hip hop'] + sum(w * unit[t] for w, t in zip(sims / sims.sum(), ('piano', 'harpsichord', 'organ')))
+    expected = unit['hip hop'] + WORD_WEIGHT * sum(w * unit[t] for w, t in zip(sims / sims.sum(),
+                                                                               ('piano', 'harpsichord', 'organ')))
     np.testing.assert_allclose(vector, expected / np.linalg.norm(expected), atol=1e-5)
     # one tag is exactly that tag's embedding: the row `search.py tag` ranks songs against
     np.testing.assert_allclose(encoder.encode('organ')[0], encoder.tag_embeddings[2], atol=1e-6)
@@ -123,6 +127,9 @@ def test_the_interpretation_is_printed(w2v_path):
     assert line.startswith('interpreted as: piano 0.35 + harpsichord 0.33 + organ 0.32  (keyboard -> piano 0.61, '
                            'harpsichord 0.58, organ 0.55; dropped: the; '), line
     assert "'xylo' near no tag (best piano 0.00)" in line, line
+    # beside a typed tag the word's tags are scaled by WORD_WEIGHT (.15): piano .35 -> .05
+    meaning = encoder.encode('organ keyboard')[2]
+    assert describe(meaning).startswith('interpreted as: organ 1.05 + piano 0.05 + harpsichord 0.05  '), meaning
 
 
 def test_sentence_mode_without_its_packages_is_one_clear_error(w2v_path, monkeypatch):
