@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from errors import UserError
-from data_checks import check_tag_to_ix, refuse_non_finite
+from data_checks import check_tag_to_ix, read_utf8_lines, refuse_bad_tag_names, refuse_meaningless, refuse_non_finite
 from preprocess_utils import load_array, spec_path
 from safe_pickle import load_pickle
 
@@ -84,13 +84,13 @@ def standardise_columns(array):
     return ((array - array.mean(axis=0)) / np.where(std > 0, std, 1)).astype(np.float32)
 
 
-def read_npy_shape(path):
-    """Shape of a .npy file from its header alone (no data read)."""
+def read_npy_header(path):
+    """(shape, dtype) of a .npy file from its header alone (no data read)."""
     with open(path, 'rb') as f:
         fmt = np.lib.format
         read_header = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else fmt.read_array_header_2_0
-        shape, _, _ = read_header(f)
-    return shape
+        shape, _, dtype = read_header(f)
+    return shape, dtype
 
 
 class SplitData:
@@ -112,6 +112,7 @@ class SplitData:
         if self.binaries.ndim != 2 or self.binaries.shape[1] != len(self.tags):
             raise UserError(f"{path('binaries.npy')} has shape {self.binaries.shape}, expected (n_songs, "
                             f"{len(self.tags)}) to match {path('tags.npy')}; rebuild both with step1_data_split.py")
+        refuse_bad_tag_names(self.tags, path('tags.npy'))
         self.tag_to_index = {t: i for i, t in enumerate(self.tags)}
 
         self.ids = {}
@@ -121,7 +122,7 @@ class SplitData:
 
         # word vectors are shared by every subset of one release and take no prefix, as the original's training
         # loader read them (its evaluation read sub_*_emb.pkl)
-        w2v_file = os.path.join(data_path, f'{w2v_type}_emb.pkl')
+        self.w2v_file = w2v_file = os.path.join(data_path, f'{w2v_type}_emb.pkl')
         # rows in tags.npy order; the original took the dict's order, the same for the files its step 2 wrote
         self.tag_vectors = load_word_vectors(w2v_file, self.tags.tolist())
         self.word_dim = self.tag_vectors.shape[1]
@@ -142,10 +143,11 @@ class SplitData:
         self.categories = None
         category_file = path('tag_categories.tsv')
         if os.path.isfile(category_file):
-            with open(category_file) as f:
-                found = dict(line.rstrip('\n').split('\t')[:2] for line in f if '\t' in line)
+            lines = read_utf8_lines(category_file, 'It maps tags to categories: tag<TAB>category lines.')
+            found = dict(line.split('\t')[:2] for line in lines if '\t' in line)
             self.categories = np.array([found.get(t, 'unknown') for t in self.tags])
 
+        refuse_meaningless(self, splits)
         refuse_non_finite(self, splits)
         check_tag_to_ix(self, path('train_tag_to_ix.pkl'))
         if input_type in ('spec', 'hybrid'):
@@ -159,10 +161,10 @@ class SplitData:
             if not os.path.isfile(file):
                 raise UserError(f'no spectrogram for track {track_id}: {file} is missing; run '
                                 'step0_mel_spectrogram.py on its audio or remove it from the split (step1)')
-            shape = read_npy_shape(file)
-            if len(shape) != 2 or shape[0] != N_MELS:
-                raise UserError(f'{file} has shape {shape}, expected ({N_MELS}, n_frames); recompute it with '
-                                'step0_mel_spectrogram.py')
+            shape, dtype = read_npy_header(file)
+            if len(shape) != 2 or shape[0] != N_MELS or shape[1] == 0 or dtype.kind not in 'fiu':
+                raise UserError(f'{file} has shape {shape} and dtype {dtype}, expected ({N_MELS}, n_frames >= 1) of '
+                                'real numbers (float32 or float16); recompute it with step0_mel_spectrogram.py')
 
     def spec_file(self, track_id):
         return spec_path(self.data_path, track_id)
@@ -287,8 +289,8 @@ def choose_zeroshot_tags(spec, tags, seed, fallback=()):
     if spec is None:
         chosen = list(fallback)
     elif os.path.isfile(spec):
-        with open(spec) as f:
-            chosen = [line.strip().lower() for line in f if line.strip() and not line.startswith('#')]
+        lines = read_utf8_lines(spec, 'It lists the zero-shot tags (--zeroshot_tags).')
+        chosen = [line.strip().lower() for line in lines if line.strip() and not line.startswith('#')]
     elif spec.isdigit():
         count = int(spec)
         if not 0 < count < len(tags):
@@ -353,9 +355,9 @@ class TagRetrievalDataModule(pl.LightningDataModule):
         mask[[self.data.tag_to_index[t] for t in self.unseen_tags]] = False
         return mask
 
-    def _loader(self, dataset, batch_size, shuffle):
+    def _loader(self, dataset, batch_size, shuffle, drop_last=False):
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          pin_memory=torch.cuda.is_available(), persistent_workers=False)
+                          pin_memory=torch.cuda.is_available(), persistent_workers=False, drop_last=drop_last)
 
     def train_dataloader(self):
         # rebuilt each epoch (Trainer reload_dataloaders_every_n_epochs=1) so the draws depend on the epoch; the
@@ -363,7 +365,8 @@ class TagRetrievalDataModule(pl.LightningDataModule):
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         dataset = TrainDataset(self.data, self.is_balanced, self.input_length, self.epoch_size, self.seed, epoch,
                                anchor_tags=np.flatnonzero(self.seen_mask))
-        return self._loader(dataset, self.batch_size, shuffle=False)
+        # a last batch of one sample is dropped: BatchNorm cannot normalise a batch of one (it raises)
+        return self._loader(dataset, self.batch_size, shuffle=False, drop_last=self.epoch_size % self.batch_size == 1)
 
     def _eval_loader(self, split):
         dataset = EvalDataset(self.data, split, self.input_length, self.num_chunk)
