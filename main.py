@@ -298,7 +298,8 @@ def main(config):
 
 
 if __name__ == '__main__':
-    from console import config_line, quiet_lightning
+    from console import config_line, quiet_lightning, redact_console
+    redact_console()  # before any library prints a URL it was given with its password
     parser = build_parser()
     args = parser.parse_args()
     take_neptune_key(args)
