@@ -102,6 +102,23 @@ def check_tag_to_ix(data, path):
                         f'tag(s): {"; ".join(what)}; {fix}')
 
 
+def real_matrix(array, path, what, fix):
+    """A 2-D array of real numbers (bool, int or float) as float32; any other dtype or rank is refused (np.float32
+    of a str array raises ValueError, of a complex one drops the imaginary part with only a warning)."""
+    if array.dtype.kind not in 'biuf' or array.ndim != 2:
+        raise UserError(f'{path} holds a {array.dtype} array of shape {array.shape}; {what} must be a 2-D array of '
+                        f'real numbers: {fix}')
+    return array.astype(np.float32)
+
+
+def text_vector(array, path, what, fix):
+    """A 1-D array of strings (numpy str or bytes) as str; anything else is refused."""
+    if array.dtype.kind not in 'US' or array.ndim != 1:
+        raise UserError(f'{path} holds a {array.dtype} array of shape {array.shape}; {what} must be a 1-D array of '
+                        f'strings: {fix}')
+    return array.astype(str)
+
+
 def require_utf8(path, fix):
     """A text file that is not UTF-8 stops with the first undecodable line named (else a UnicodeDecodeError
     traceback, or with another codec silently wrong tag names)."""

@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from errors import UserError
-from data_checks import check_tag_to_ix, read_utf8_lines, refuse_bad_tag_names, refuse_meaningless, refuse_non_finite
+from data_checks import (check_tag_to_ix, read_utf8_lines, real_matrix, refuse_bad_tag_names, refuse_meaningless,
+                         refuse_non_finite, text_vector)
 from preprocess_utils import load_array, spec_path
 from safe_pickle import load_pickle
 
@@ -107,9 +108,10 @@ class SplitData:
         fix = 'check --data_path and --is_subset, or build it with step1_data_split.py'
         path = lambda name: split_name(data_path, self.prefix, name)  # noqa: E731
 
-        self.tags = np.asarray(load_array(path('tags.npy'), 'tag vocabulary', fix)).astype(str)
-        self.binaries = np.asarray(load_array(path('binaries.npy'), 'tag labels', fix), dtype=np.float32)
-        if self.binaries.ndim != 2 or self.binaries.shape[1] != len(self.tags):
+        self.tags = text_vector(load_array(path('tags.npy'), 'tag vocabulary', fix), path('tags.npy'), 'the tags', fix)
+        self.binaries = real_matrix(load_array(path('binaries.npy'), 'tag labels', fix), path('binaries.npy'),
+                                    'the labels', fix)
+        if self.binaries.shape[1] != len(self.tags):
             raise UserError(f"{path('binaries.npy')} has shape {self.binaries.shape}, expected (n_songs, "
                             f"{len(self.tags)}) to match {path('tags.npy')}; rebuild both with step1_data_split.py")
         refuse_bad_tag_names(self.tags, path('tags.npy'))
@@ -118,7 +120,8 @@ class SplitData:
         self.ids = {}
         for split in splits:
             file = path(f'{split}_ids.npy')
-            self.ids[split] = parse_ids(load_array(file, 'split file', fix), file, len(self.binaries))
+            entries = text_vector(load_array(file, 'split file', fix), file, 'a split', fix)
+            self.ids[split] = parse_ids(entries, file, len(self.binaries))
 
         # word vectors are shared by every subset of one release and take no prefix, as the original's training
         # loader read them (its evaluation read sub_*_emb.pkl)
@@ -131,9 +134,9 @@ class SplitData:
         self.cf_dim = None
         if input_type in ('cf', 'hybrid'):
             cf_file = path('ix_to_cf.npy')
-            self.cf = np.asarray(load_array(cf_file, 'item factors', 'build it with step3_taste_profile.py'),
-                                 dtype=np.float32)
-            if self.cf.ndim != 2 or len(self.cf) < len(self.binaries):
+            cf_fix = 'build it with step3_taste_profile.py'
+            self.cf = real_matrix(load_array(cf_file, 'item factors', cf_fix), cf_file, 'the item factors', cf_fix)
+            if len(self.cf) < len(self.binaries):
                 raise UserError(f'{cf_file} has shape {self.cf.shape}, expected ({len(self.binaries)}, dim): one '
                                 'row per row of binaries.npy; rebuild it with step3_taste_profile.py')
             self.cf_dim = self.cf.shape[1]
