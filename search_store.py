@@ -179,14 +179,14 @@ def check_arrays(index_path, meta, tracks, encoder, tag_vectors):
               (TRACKS_FILE, 'tag_indptr', tracks['tag_indptr'], 'iu', 1, n + 1),
               (TRACKS_FILE, 'tag_indices', tracks['tag_indices'], 'iu', 1, None)]
     checks += [(TRACKS_FILE, 'paths', tracks['paths'], 'US', 1, n)] if tracks.get('paths') is not None else []
-    checks += [(ENCODER_FILE, name, value, 'f', None, None) for name, value in encoder.items()]
-    checks += [(TAG_VECTORS_FILE, 'vectors', tag_vectors, 'f', 2, None)] if tag_vectors is not None else []
+    checks += [(ENCODER_FILE, name, value, 'fiu', None, None) for name, value in encoder.items()]  # + BN counters
+    checks += [(TAG_VECTORS_FILE, 'vectors', tag_vectors, 'fiu', 2, None)] if tag_vectors is not None else []
     for file, name, value, kinds, ndim, length in checks:
         if value.dtype.kind not in kinds or (ndim and value.ndim != ndim) or (length is not None and
                                                                                 len(value) != length):
             raise UserError(f'{os.path.join(index_path, file)}: {name} is a {value.dtype} array of shape {value.shape},'
                             f' not what search.py index writes; {rebuild_hint(index_path, meta)}')
-        if kinds == 'f' and not np.isfinite(value).all():
+        if value.dtype.kind == 'f' and not np.isfinite(value).all():
             raise UserError(f'{os.path.join(index_path, file)}: {name} holds NaN or infinite values; '
                             f'{rebuild_hint(index_path, meta)}')
     indptr, indices = tracks['tag_indptr'], tracks['tag_indices']

@@ -145,6 +145,14 @@ JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-10 ** 20, 10
 META_KEYS = ['word_dim', 'w2v_type', 'index', 'n_songs', 'format', 'input_length', 'num_chunk', 'w2v_path', 'data_path']
 
 
+def test_an_untouched_index_answers(test_index, capsys):  # noqa: F811
+    """The control of the two index properties below: unchanged, the copy answers (so a refusal there is real)."""
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copytree(test_index, os.path.join(folder, 'idx'))
+        assert search.main(['query', '--index_path', os.path.join(folder, 'idx'), '--query', 'tag01']) in (0, None)
+    assert "query: 'tag01'" in capsys.readouterr().out
+
+
 def query_exits_cleanly(path, capsys):
     try:
         search.main(['query', '--index_path', str(path), '--query', 'tag01'])
