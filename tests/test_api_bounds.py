@@ -4,19 +4,14 @@ is a 4xx; the API refuses arguments that would answer nonsense with a UserError 
 import io
 import os
 import signal
-import subprocess
-import sys
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import numpy as np
 import pytest
 import soundfile
 
 from errors import UserError
-from search_fixtures import ckpt, index, test_index, words  # noqa: F401 (pytest fixtures)
+from search_fixtures import ckpt, index, start_server, test_index, words  # noqa: F401 (pytest fixtures)
 from test_search_server import free_port, get, ids_of_test
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,19 +27,7 @@ def server(dataset, test_index, tmp_path_factory):  # noqa: F811
     first, second = ids_of_test(dataset)[:2]
     soundfile.write(audio / f'{first}.wav', tone, 22050)
     os.symlink(outside, audio / f'{second}.wav')
-    port = free_port()
-    process = subprocess.Popen([sys.executable, 'search.py', 'serve', '--index_path', test_index, '--port', str(port),
-                                '--audio_dir', str(audio)], cwd=ROOT, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f'http://127.0.0.1:{port}'
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(url + '/', timeout=2).read()
-            break
-        except (urllib.error.URLError, ConnectionError):
-            assert process.poll() is None and time.monotonic() < deadline, 'the server did not start'
-            time.sleep(0.3)
+    process, url = start_server(test_index, audio, free_port(), ROOT)
     yield {'url': url, 'inside': first, 'symlinked': second}
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=30)

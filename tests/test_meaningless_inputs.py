@@ -4,8 +4,6 @@ input ends in one `error:` line and exit code 2 before any work, with nothing wr
 import json
 import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,25 +12,9 @@ import torch
 
 import main as cli
 import step0_mel_spectrogram
-from test_bad_inputs import FAST, expect_one_error, run, spec_file
-from synthetic_data import write_dataset
+from test_bad_inputs import (FAST, data, expect_one_error, expect_train_refused, run, spec_file,  # noqa: F401
+                             trained)  # data and trained: fixtures
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture()
-def data(tmp_path):
-    root = tmp_path / 'data'
-    write_dataset(str(root), n_songs=40)
-    return root
-
-
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp('trained')
-    write_dataset(str(root / 'data'), n_songs=40)
-    result = run('--data_path', root / 'data', '--model_save_path', root / 'ck', '--n_epochs', 1, *FAST)
-    return root, result
 
 
 def edit_npy(path, change):
@@ -94,11 +76,7 @@ MEANING_CASES = {  # name: (break the data folder, extra flags, the error names)
 
 @pytest.mark.parametrize('name', list(MEANING_CASES))
 def test_data_wrong_in_meaning_is_refused_before_training(name, data, tmp_path, capsys):
-    corrupt, extra, fragment = MEANING_CASES[name]
-    corrupt(data)
-    extra = [a.format(root=data) for a in extra]
-    expect_one_error(capsys, lambda: run('--data_path', data, '--model_save_path', tmp_path / 'ck', '--n_epochs', 1,
-                                         *FAST, *extra), fragment)
+    expect_train_refused(MEANING_CASES[name], data, tmp_path, capsys)
     assert not (tmp_path / 'ck').exists()  # refused before the run folder was made
 
 
@@ -143,7 +121,7 @@ def test_step0_n_fft_that_would_take_gigabytes(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------------------------- run folders
 def test_train_into_another_runs_folder(trained, tmp_path, capsys):
-    root, result = trained
+    root, result, _ = trained
     folder = tmp_path / 'run'
     folder.mkdir()
     for name in ('best.ckpt', 'last.ckpt'):
@@ -164,7 +142,7 @@ def test_train_into_another_runs_folder(trained, tmp_path, capsys):
 
 def test_test_never_reports_an_earlier_tests_results(trained, tmp_path, capsys, monkeypatch):
     import solver
-    root, result = trained
+    root, result, _ = trained
     out = tmp_path / 'results'
     out.mkdir()
     (out / 'summary.json').write_text(json.dumps({'means': {'all': {'map': 0.99, 'p@10': 0.9, 'roc_auc': 0.9}}}))
@@ -200,7 +178,7 @@ CHECKPOINT_CASES = {
 def test_checkpoints_that_would_score_nonsense(name, trained, tmp_path, capsys):
     from checkpoint import load_model
     from errors import UserError
-    root, result = trained
+    root, result, _ = trained
     change, fragment = CHECKPOINT_CASES[name]
     bad = edited_checkpoint(result.best_model_path, tmp_path / 'bad.ckpt', change)
     expect_one_error(capsys, lambda: run('--mode', 'TEST', '--data_path', root / 'data', '--model_load_path', bad,
