@@ -37,3 +37,17 @@ def test_demo_rerun_reads_an_existing_pickle_without_running_it(tmp_path):
     with pytest.raises(UserError, match='song_to_artist.pkl'):
         collect_facts(str(tmp_path), None, [], [], {}, [], {}, 0)
     assert not marker.exists()
+
+
+def test_stored_embeddings_that_are_not_finite_are_not_reused(dataset, ckpt, test_index, tmp_path, capsys):  # noqa: F811
+    """A rebuild reuses embeddings.npy only when it holds one finite row per song: NaN rows are embedded again."""
+    import numpy as np
+    copy = tmp_path / 'idx'
+    shutil.copytree(test_index, copy)
+    embeddings = np.load(copy / 'embeddings.npy')
+    embeddings[2] = np.nan
+    np.save(copy / 'embeddings.npy', embeddings)
+    index('--model_load_path', ckpt, '--data_path', dataset['root'], '--split', 'test', '--index_path', copy,
+          '--index_type', 'hnsw')
+    assert 'reusing the' not in capsys.readouterr().err
+    assert np.isfinite(np.load(copy / 'embeddings.npy')).all()
