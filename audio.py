@@ -36,6 +36,11 @@ def compute_mel(path_or_audio, sr=22050, n_fft=1024, hop_length=512, n_mels=128,
         audio = np.asarray(path_or_audio, dtype=np.float32)
     if audio.size == 0:
         raise ValueError('no audio samples')
+    if not np.isfinite(audio).all() or np.abs(audio).max() > MAX_SAMPLE:
+        # a NaN, inf or absurd sample (1e30: power overflows) would give a NaN or -inf spectrogram, then embedding
+        raise ValueError(f'{int((~np.isfinite(audio)).sum())} samples are NaN or infinite and the largest magnitude '
+                         f'is {np.nanmax(np.abs(np.where(np.isfinite(audio), audio, 0))):.3g}; expected finite samples '
+                         f'of at most {MAX_SAMPLE:g} (full scale is 1)')
     power = librosa.feature.melspectrogram(y=audio, sr=sr, n_fft=n_fft, hop_length=hop_length,
                                            window='hann', n_mels=n_mels)
     return librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None).astype(np.float32)
@@ -113,9 +118,23 @@ def run_jobs(jobs, workers, notes=None):
         yield from outcomes(pool.imap_unordered(convert, jobs, chunksize=1))
 
 
+MAX_SAMPLE = 1e4  # 80 dB above full scale: no real recording, but float WAVs may exceed 1 a little
+MAX_N_FFT = 2 ** 16  # a 3 s window at 22050 Hz: beyond any mel spectrogram's use
+MAX_SR = 192000
+
+
 def check_mel_settings(sr, n_fft, n_mels):
-    """Refuse settings whose FFT is too short for the mel bands: some bands would hold no frequency bin."""
+    """Refuse settings whose FFT is too short for the mel bands (some bands would hold no frequency bin), or so
+    long, or at a rate so high, that one track's arrays take gigabytes (the mel filter bank alone is
+    n_mels x (n_fft / 2 + 1) floats)."""
     import librosa
+    if n_fft > MAX_N_FFT:
+        bank = n_mels * (n_fft // 2 + 1) * 4  # float32 filter bank; the STFT of a track grows with n_fft as well
+        raise UserError(f'--n_fft {n_fft} (a window of {n_fft / sr:.1f} s) would allocate {bank / 1e9:.2f} GB for the '
+                        f'mel filter bank alone; use at most {MAX_N_FFT} (the default is {MEL_PARAMS["n_fft"]})')
+    if sr > MAX_SR:
+        raise UserError(f'--sr {sr} Hz is above {MAX_SR} Hz, the highest rate of real audio files; use the default '
+                        f'{MEL_PARAMS["sr"]}')
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         empty = int((librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels).max(axis=1) == 0).sum())

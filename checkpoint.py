@@ -50,7 +50,31 @@ def read_checkpoint(path):
         raise UserError(f'{path} holds no state_dict; pass a Lightning checkpoint of this project or the original')
     model_state = {k[len('model.'):]: v for k, v in state.items() if k.startswith('model.')} or state
     hparams = checkpoint.get('hyper_parameters') or {}
-    return model_state, dict(hparams) if isinstance(hparams, dict) else {}
+    if not isinstance(hparams, dict) or not isinstance(hparams.get('config') or {}, dict):
+        bad = hparams if not isinstance(hparams, dict) else hparams['config']
+        raise UserError(f'{path}: its hyper-parameters or their config hold a {type(bad).__name__}, not a mapping; '
+                        'pass a checkpoint written by this project or the original')
+    refuse_nonsense_weights(path, model_state)
+    return model_state, dict(hparams)
+
+
+RANKS = {'fc1.weight': 2, 'cf_fc1.weight': 2, 'cat_fc1.weight': 2, 'layer1.conv.weight': 4}  # read by model_dims
+
+
+def refuse_nonsense_weights(path, model_state):
+    """Weights that would score nonsense (a NaN checkpoint ranks songs by noise and scored MAP 0.54, above random):
+    non-tensors, NaN or infinite values, and the parameters the architecture is read from at the wrong rank."""
+    import torch
+    fix = 'pass a checkpoint of a run that trained normally (an earlier last.ckpt or best.ckpt)'
+    for name, value in model_state.items():
+        if not isinstance(value, torch.Tensor):
+            raise UserError(f'{path}: parameter {name} is a {type(value).__name__}, not a tensor; {fix}')
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            bad = int((~torch.isfinite(value)).sum())
+            raise UserError(f'{path}: parameter {name} holds {bad} NaN or infinite value(s); {fix}')
+        if name in RANKS and value.dim() != RANKS[name]:
+            raise UserError(f'{path}: parameter {name} has shape {tuple(value.shape)}, expected {RANKS[name]} '
+                            f'dimensions; {fix}')
 
 
 def model_dims(model_state, hparams=None):
@@ -99,6 +123,31 @@ def load_state(model, path, model_state):
         raise UserError(f'{path} does not fit the model: {str(e).splitlines()[0]}; pass a checkpoint of this '
                         'project or the original')
     return model
+
+
+RUN_FILES = ('config.json', 'hparams.yaml')  # with *.ckpt and test/: what a TRAIN leaves in its folder
+
+
+def claim_run_folder(folder, ckpt_path, overwrite):
+    """TRAIN writes best.ckpt and last.ckpt into `folder`: another run's checkpoints there would be mixed with
+    this one's (a best.ckpt of the old run kept beside a last.ckpt of the new). Allowed: an empty folder, a resume
+    from a checkpoint of this folder, or --overwrite True, which first removes the old run's checkpoints, config and
+    default test/ results."""
+    import glob
+    import shutil
+    found = sorted(glob.glob(os.path.join(glob.escape(folder), '*.ckpt')))
+    resuming = ckpt_path and os.path.realpath(os.path.dirname(os.path.abspath(ckpt_path))) == os.path.realpath(folder)
+    if not found or resuming:
+        return
+    if not overwrite:
+        names = ', '.join(os.path.basename(path) for path in found[:3])
+        raise UserError(f'--model_save_path {folder} holds another run\'s checkpoints ({names}); '
+                        f'resume it with --ckpt_path {os.path.join(folder, "last.ckpt")}, pass a new folder, or '
+                        '--overwrite True to delete them first')
+    for path in found + [os.path.join(folder, name) for name in RUN_FILES]:
+        if os.path.isfile(path):
+            os.remove(path)
+    shutil.rmtree(os.path.join(folder, 'test'), ignore_errors=True)
 
 
 @dataclass

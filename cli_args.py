@@ -85,16 +85,44 @@ def non_negative_float(value):
 
 
 def int_or_float(value):
-    """Lightning's limit_*_batches: a whole number of batches (>= 0) or a fraction of them in [0, 1]."""
+    """Lightning's limit_*_batches: a whole number of batches (>= 1) or a fraction of them in (0, 1]. Zero is
+    refused: no validation means no best.ckpt, no test batch means no results, and either run would end with
+    exit code 0 having written nothing it was asked for."""
+    nothing = 'runs no batch: nothing would be validated or scored, so no best.ckpt or results; omit the flag'
     try:
         number = int(value)
     except ValueError:
-        number = _number(value, float, 0.0, True, 'a number of batches or a fraction in [0, 1]')
+        number = _number(value, float, 0.0, True, 'a number of batches or a fraction in (0, 1]')
         if number > 1:
-            raise argparse.ArgumentTypeError(f'expected a number of batches or a fraction in [0, 1], got {value!r}')
+            raise argparse.ArgumentTypeError(f'expected a number of batches or a fraction in (0, 1], got {value!r}')
+        if number == 0:
+            raise argparse.ArgumentTypeError(f'{value!r} {nothing}')
         return number
     if number < 0:
-        raise argparse.ArgumentTypeError(f'expected a number of batches >= 0 or a fraction, got {value!r}')
+        raise argparse.ArgumentTypeError(f'expected a number of batches >= 1 or a fraction, got {value!r}')
+    if number == 0:
+        raise argparse.ArgumentTypeError(f'{value!r} {nothing}')
+    return number
+
+
+CNN_MIN_FRAMES = 2 ** 7  # seven 2x2 max-poolings halve time seven times: fewer frames leave none
+
+
+def chunk_frames(value):
+    """--input_length: the short-chunk CNN needs at least 2^7 frames."""
+    number = positive_int(value)
+    if number < CNN_MIN_FRAMES:
+        raise argparse.ArgumentTypeError(f'{value!r} frames is below the CNN\'s minimum of {CNN_MIN_FRAMES} (2^7: '
+                                         'its seven 2x poolings would leave no frame); use 128 or more (default 173)')
+    return number
+
+
+def seed_arg(value):
+    """numpy and Lightning accept seeds in [0, 2^32 - 1]; outside, np.random.seed raises mid-setup."""
+    number = _number(value, int, 0, True, 'a whole number in [0, 4294967295]')
+    if number > 2 ** 32 - 1:
+        raise argparse.ArgumentTypeError(f'expected a whole number in [0, 4294967295] (numpy\'s seed range), got '
+                                         f'{value!r}')
     return number
 
 
@@ -135,6 +163,24 @@ URI_USERINFO = re.compile(r'(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@', re.IGNORECASE)  
 def redact_uri(value):
     """A value with the user:password of every URI in it replaced (http://u:p@host -> http://<redacted>@host)."""
     return URI_USERINFO.sub(rf'\1{REDACTED}@', value) if isinstance(value, str) else value
+
+
+def public_argv(argv):
+    """A command line for logs and files: the value of every credential-like flag (`--api_key K`, `--token=K`) and
+    the user:password of every URI redacted."""
+    public, hide_next = [], False
+    for arg in map(str, argv):
+        flag, eq, _ = arg.partition('=')
+        if hide_next:
+            public.append(REDACTED)
+        elif ' ' in arg.strip():  # flags inside one value: experiments.py --extra "--api_key K"
+            public.append(' '.join(public_argv(arg.split())))
+        elif eq and flag.startswith('-') and CREDENTIAL.search(flag):
+            public.append(f'{flag}={REDACTED}')
+        else:
+            public.append(redact_uri(arg))
+        hide_next = not hide_next and not eq and arg.startswith('-') and bool(CREDENTIAL.search(arg))
+    return public
 
 
 def public_config(config):

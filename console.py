@@ -11,6 +11,7 @@ message of Lightning still shows.
 """
 import logging
 import re
+import sys
 import warnings
 
 NOISE = re.compile('|'.join([
@@ -46,6 +47,28 @@ def quiet_lightning():
             logger.addFilter(DropNoise())
     for message in LIGHTNING_DEPRECATIONS:
         warnings.filterwarnings('ignore', message=message)
+
+
+class RedactingStream:
+    """A console stream that writes through with the user:password of every URI replaced: libraries print the URLs
+    they were given (MLflow: "View run ... at: http://user:password@host/#/experiments/1/runs/...")."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        from cli_args import redact_uri
+        return self._stream.write(redact_uri(text))
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def redact_console():
+    """sys.stdout and sys.stderr through RedactingStream; call first in an entry point (idempotent)."""
+    for name in ('stdout', 'stderr'):
+        if not isinstance(getattr(sys, name), RedactingStream):
+            setattr(sys, name, RedactingStream(getattr(sys, name)))
 
 
 def config_line(config, parser):

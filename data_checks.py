@@ -54,6 +54,9 @@ def refuse_bad_spectrograms(data_path, track_ids):
             spec = np.load(path, mmap_mode='r')
         except (OSError, ValueError, EOFError) as error:
             raise UserError(f'{path} is not a readable .npy array ({error}); {fix}')
+        if spec.dtype.kind not in 'fiu' or spec.ndim != 2 or spec.shape[1] == 0:  # complex, bool, str, structured
+            raise UserError(f'{path} holds a {spec.dtype} array of shape {spec.shape}, expected real numbers of shape '
+                            f'(128, n_frames >= 1); {fix}')
         if not np.isfinite(spec).all():
             raise UserError(f'{path} holds NaN or infinite values; {fix}')
     with contextlib.suppress(OSError):  # only a cache: without it the next run reads the files again
@@ -97,3 +100,100 @@ def check_tag_to_ix(data, path):
         what = differing[:3] + [f'tags not in tags.npy: {", ".join(extra[:3])}'] * bool(extra)
         raise UserError(f'{path} disagrees with binaries.npy and train_ids.npy for {len(differing) + bool(extra)} '
                         f'tag(s): {"; ".join(what)}; {fix}')
+
+
+def real_matrix(array, path, what, fix):
+    """A 2-D array of real numbers (bool, int or float) as float32; any other dtype or rank is refused (np.float32
+    of a str array raises ValueError, of a complex one drops the imaginary part with only a warning)."""
+    if array.dtype.kind not in 'biuf' or array.ndim != 2:
+        raise UserError(f'{path} holds a {array.dtype} array of shape {array.shape}; {what} must be a 2-D array of '
+                        f'real numbers: {fix}')
+    return array.astype(np.float32)
+
+
+def text_vector(array, path, what, fix):
+    """A 1-D array of strings (numpy str or bytes) as str; anything else is refused."""
+    if array.dtype.kind not in 'US' or array.ndim != 1:
+        raise UserError(f'{path} holds a {array.dtype} array of shape {array.shape}; {what} must be a 1-D array of '
+                        f'strings: {fix}')
+    return array.astype(str)
+
+
+def require_utf8(path, fix):
+    """A text file that is not UTF-8 stops with the first undecodable line named (else a UnicodeDecodeError
+    traceback, or with another codec silently wrong tag names)."""
+    with open(path, 'rb') as f:
+        for number, line in enumerate(f, 1):
+            try:
+                line.decode('utf-8')
+            except UnicodeDecodeError as error:
+                raise UserError(f'{path} line {number} is not UTF-8 text (byte {line[error.start]:#04x} at column '
+                                f'{error.start + 1}); save the file as UTF-8. {fix}'.rstrip())
+
+
+def read_utf8_lines(path, fix=''):
+    require_utf8(path, fix)
+    with open(path, encoding='utf-8') as f:
+        return f.read().splitlines()
+
+
+def refuse_bad_tag_names(tags, path):
+    """Two columns of one name, or a blank name, cannot be queried or given a word vector apart."""
+    names, counts = np.unique(tags, return_counts=True)
+    if (counts > 1).any() or any(not n.strip() for n in names):
+        bad = [repr(str(n)) for n in names[counts > 1]] + ["''"] * any(not n.strip() for n in names)
+        raise UserError(f"{path} holds duplicate or empty tag names ({', '.join(bad[:5])}); every column needs its "
+                        'own non-empty name: rebuild the split with step1_data_split.py')
+
+
+def refuse_meaningless(data, splits):
+    """Values that load and have the right shapes but mean nothing to train or score on, each stopped with one line
+    naming the file and the first offending values: labels other than 0/1, duplicate or empty tag names, a track
+    in two splits or twice in one, an empty split, word vectors all zero or equal for two tags, and a validation
+    split on which no tag has both a positive and a negative song (its MAP and ROC-AUC are undefined)."""
+    fix = 'rebuild the split with step1_data_split.py'
+    path = lambda name: os.path.join(data.data_path, data.prefix + name)  # noqa: E731
+    odd = np.flatnonzero(~np.isin(data.binaries, (0, 1)).all(axis=1))
+    if len(odd):
+        values = sorted(set(data.binaries[odd[0]].tolist()) - {0.0, 1.0})
+        raise UserError(f"{path('binaries.npy')} holds labels other than 0/1 in {len(odd)} row(s) (first: row "
+                        f'{odd[0]}, values {values[:3]}); labels must be 0 or 1: {fix}')
+    seen = {}
+    for split in splits:
+        rows, track_ids = data.ids[split]
+        if not len(rows):
+            raise UserError(f"{path(split + '_ids.npy')} lists no song; every split needs songs: {fix}")
+        for track in track_ids:
+            if track in seen:
+                raise UserError(f"track {track} is listed twice: in {path(seen[track] + '_ids.npy')} and "
+                                f"{path(split + '_ids.npy')}; a track belongs to one split once: {fix}")
+            seen[track] = split
+    for split in sorted({'train', 'valid', 'test'} - set(splits)):  # the splits this mode does not load, too
+        with contextlib.suppress(OSError, ValueError, EOFError):  # unreadable: its own mode reports it
+            both = set(seen) & {str(e).partition('//')[2] for e in np.load(path(split + '_ids.npy')).ravel()}
+            if both:
+                track = sorted(both)[0]
+                raise UserError(f"track {track} is in both {path(seen[track] + '_ids.npy')} and "
+                                f"{path(split + '_ids.npy')} ({len(both)} such tracks); the splits must not share "
+                                f'tracks: {fix}')
+    refuse_degenerate_vectors(data)
+    if 'valid' in splits:
+        labels = data.binaries[data.ids['valid'][0]]
+        if not ((labels.sum(axis=0) > 0) & (labels.sum(axis=0) < len(labels))).any():
+            raise UserError(f"{path('valid_ids.npy')}: no tag has both a positive and a negative song among its "
+                            f'{len(labels)} songs, so no tag can be scored; {fix} with more validation songs')
+
+
+def refuse_degenerate_vectors(data):
+    """Word vectors that are all zero (no direction: cosine undefined) or equal for two different tags (the model
+    cannot tell them apart)."""
+    vectors, where = data.tag_vectors, f'the {data.w2v_file} word vectors'
+    fix = 'rebuild them with step2_word_embedding.py'
+    zero = np.flatnonzero(~vectors.any(axis=1))
+    if len(zero):
+        raise UserError(f'{where} of {len(zero)} tag(s) are all zero (first: {str(data.tags[zero[0]])!r}); {fix}')
+    _, first, counts = np.unique(vectors, axis=0, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        row = first[np.argmax(counts > 1)]
+        twins = [str(data.tags[i]) for i in np.flatnonzero((vectors == vectors[row]).all(axis=1))]
+        raise UserError(f'{where} of tags {", ".join(twins[:5])} are identical; each tag needs its own vector: {fix}')

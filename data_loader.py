@@ -19,10 +19,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from errors import UserError
-from data_checks import check_tag_to_ix, refuse_non_finite
+from data_checks import (check_tag_to_ix, read_utf8_lines, real_matrix, refuse_bad_tag_names, refuse_meaningless,
+                         refuse_non_finite, text_vector)
 from preprocess_utils import load_array, spec_path
 from safe_pickle import load_pickle
-from spec_layout import FRAMES_DIR, FrameMajorSpec, check_frames_copy, frames_file, read_npy_shape
+from spec_layout import FRAMES_DIR, FrameMajorSpec, check_frames_copy, frames_file, read_npy_header
 
 N_MELS = 128
 
@@ -99,21 +100,24 @@ class SplitData:
         fix = 'check --data_path and --is_subset, or build it with step1_data_split.py'
         path = lambda name: split_name(data_path, self.prefix, name)  # noqa: E731
 
-        self.tags = np.asarray(load_array(path('tags.npy'), 'tag vocabulary', fix)).astype(str)
-        self.binaries = np.asarray(load_array(path('binaries.npy'), 'tag labels', fix), dtype=np.float32)
-        if self.binaries.ndim != 2 or self.binaries.shape[1] != len(self.tags):
+        self.tags = text_vector(load_array(path('tags.npy'), 'tag vocabulary', fix), path('tags.npy'), 'the tags', fix)
+        self.binaries = real_matrix(load_array(path('binaries.npy'), 'tag labels', fix), path('binaries.npy'),
+                                    'the labels', fix)
+        if self.binaries.shape[1] != len(self.tags):
             raise UserError(f"{path('binaries.npy')} has shape {self.binaries.shape}, expected (n_songs, "
                             f"{len(self.tags)}) to match {path('tags.npy')}; rebuild both with step1_data_split.py")
+        refuse_bad_tag_names(self.tags, path('tags.npy'))
         self.tag_to_index = {t: i for i, t in enumerate(self.tags)}
 
         self.ids = {}
         for split in splits:
             file = path(f'{split}_ids.npy')
-            self.ids[split] = parse_ids(load_array(file, 'split file', fix), file, len(self.binaries))
+            entries = text_vector(load_array(file, 'split file', fix), file, 'a split', fix)
+            self.ids[split] = parse_ids(entries, file, len(self.binaries))
 
         # word vectors are shared by every subset of one release and take no prefix, as the original's training
         # loader read them (its evaluation read sub_*_emb.pkl)
-        w2v_file = os.path.join(data_path, f'{w2v_type}_emb.pkl')
+        self.w2v_file = w2v_file = os.path.join(data_path, f'{w2v_type}_emb.pkl')
         # rows in tags.npy order; the original took the dict's order, the same for the files its step 2 wrote
         self.tag_vectors = load_word_vectors(w2v_file, self.tags.tolist())
         self.word_dim = self.tag_vectors.shape[1]
@@ -122,9 +126,9 @@ class SplitData:
         self.cf_dim = None
         if input_type in ('cf', 'hybrid'):
             cf_file = path('ix_to_cf.npy')
-            self.cf = np.asarray(load_array(cf_file, 'item factors', 'build it with step3_taste_profile.py'),
-                                 dtype=np.float32)
-            if self.cf.ndim != 2 or len(self.cf) < len(self.binaries):
+            cf_fix = 'build it with step3_taste_profile.py'
+            self.cf = real_matrix(load_array(cf_file, 'item factors', cf_fix), cf_file, 'the item factors', cf_fix)
+            if len(self.cf) < len(self.binaries):
                 raise UserError(f'{cf_file} has shape {self.cf.shape}, expected ({len(self.binaries)}, dim): one '
                                 'row per row of binaries.npy; rebuild it with step3_taste_profile.py')
             self.cf_dim = self.cf.shape[1]
@@ -134,10 +138,11 @@ class SplitData:
         self.categories = None
         category_file = path('tag_categories.tsv')
         if os.path.isfile(category_file):
-            with open(category_file) as f:
-                found = dict(line.rstrip('\n').split('\t')[:2] for line in f if '\t' in line)
+            lines = read_utf8_lines(category_file, 'It maps tags to categories: tag<TAB>category lines.')
+            found = dict(line.split('\t')[:2] for line in lines if '\t' in line)
             self.categories = np.array([found.get(t, 'unknown') for t in self.tags])
 
+        refuse_meaningless(self, splits)
         refuse_non_finite(self, splits)
         check_tag_to_ix(self, path('train_tag_to_ix.pkl'))
         self.frames = os.path.isdir(os.path.join(data_path, FRAMES_DIR)) and input_type in ('spec', 'hybrid')
@@ -152,10 +157,10 @@ class SplitData:
             if not os.path.isfile(file):
                 raise UserError(f'no spectrogram for track {track_id}: {file} is missing; run '
                                 'step0_mel_spectrogram.py on its audio or remove it from the split (step1)')
-            shape = read_npy_shape(file)
-            if len(shape) != 2 or shape[0] != N_MELS:
-                raise UserError(f'{file} has shape {shape}, expected ({N_MELS}, n_frames); recompute it with '
-                                'step0_mel_spectrogram.py')
+            shape, dtype = read_npy_header(file)
+            if len(shape) != 2 or shape[0] != N_MELS or shape[1] == 0 or dtype.kind not in 'fiu':
+                raise UserError(f'{file} has shape {shape} and dtype {dtype}, expected ({N_MELS}, n_frames >= 1) of '
+                                'real numbers (float32 or float16); recompute it with step0_mel_spectrogram.py')
             if self.frames:
                 check_frames_copy(self.data_path, file, shape)
 
@@ -288,8 +293,8 @@ def choose_zeroshot_tags(spec, tags, seed, fallback=()):
     if spec is None:
         chosen = list(fallback)
     elif os.path.isfile(spec):
-        with open(spec) as f:
-            chosen = [line.strip().lower() for line in f if line.strip() and not line.startswith('#')]
+        lines = read_utf8_lines(spec, 'It lists the zero-shot tags (--zeroshot_tags).')
+        chosen = [line.strip().lower() for line in lines if line.strip() and not line.startswith('#')]
     elif spec.isdigit():
         count = int(spec)
         if not 0 < count < len(tags):
@@ -354,9 +359,10 @@ class TagRetrievalDataModule(pl.LightningDataModule):
         mask[[self.data.tag_to_index[t] for t in self.unseen_tags]] = False
         return mask
 
-    def _loader(self, dataset, batch_size, shuffle, sampler=None):
+    def _loader(self, dataset, batch_size, shuffle, sampler=None, drop_last=False):
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          sampler=sampler, pin_memory=torch.cuda.is_available(), persistent_workers=False)
+                          sampler=sampler, pin_memory=torch.cuda.is_available(), persistent_workers=False,
+                          drop_last=drop_last)
 
     def train_dataloader(self):
         # rebuilt each epoch (Trainer reload_dataloaders_every_n_epochs=1) so the draws depend on the epoch; the
@@ -364,7 +370,11 @@ class TagRetrievalDataModule(pl.LightningDataModule):
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         dataset = TrainDataset(self.data, self.is_balanced, self.input_length, self.epoch_size, self.seed, epoch,
                                anchor_tags=np.flatnonzero(self.seen_mask))
-        return self._loader(dataset, self.batch_size, shuffle=False, sampler=self._rank_sampler(dataset))
+        sampler = self._rank_sampler(dataset)
+        # a last batch of one sample is dropped: BatchNorm cannot normalise a batch of one (it raises)
+        samples = len(sampler) if sampler is not None else len(dataset)
+        return self._loader(dataset, self.batch_size, shuffle=False, sampler=sampler,
+                            drop_last=samples % self.batch_size == 1)
 
     def _rank_sampler(self, dataset):
         """Under DDP, rank r of W takes positions r, r + W, r + 2W... of the epoch's order: distinct samples on

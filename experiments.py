@@ -41,7 +41,7 @@ import time
 import numpy as np
 
 import tracking
-from cli_args import HelpFormatter, non_negative_int, usage_examples
+from cli_args import HelpFormatter, non_negative_int, public_argv, usage_examples
 from convergence_report import CONVERGE_CONFIGS, make_convergence_report
 from errors import UserError, exit_on_user_error
 from preprocess_utils import kill_me_when_parent_dies
@@ -133,7 +133,7 @@ def mlflow_flags(name, seed, args):
 def _call(command, log):
     os.makedirs(os.path.dirname(log), exist_ok=True)
     with open(log, 'a') as f:
-        f.write('$ ' + shlex.join(command) + '\n')
+        f.write('$ ' + shlex.join(public_argv(command)) + '\n')
         f.flush()
         # the child dies with this process, even by SIGKILL: a rerun never trains beside an orphan
         code = subprocess.call(command, stdout=f, stderr=subprocess.STDOUT, preexec_fn=kill_me_when_parent_dies)
@@ -310,10 +310,12 @@ def main():
     data = ', '.join(f'{name} {digest[:12]}' for name, digest in checksums.items())
     seconds, counted = compute_seconds(args.out)
     grid_time = f' (the {counted} runs under {args.out}: {seconds / 60:.0f} min of TRAIN + TEST in all)' if counted else ''
+    command = shlex.join(public_argv([os.path.basename(sys.argv[0])] + sys.argv[1:]))  # no credential of --extra
     with open(os.path.join(args.out, 'RUN_INFO.md'), 'a') as f:
-        f.write(f'- {time.strftime("%Y-%m-%d %H:%M:%S")}: `{shlex.join([os.path.basename(sys.argv[0])] + sys.argv[1:])}`'
+        f.write(f'- {time.strftime("%Y-%m-%d %H:%M:%S")}: `{command}`'
                 f' at commit {commit}, wall time {time.time() - start:.0f} s{grid_time}, budget flags '
-                f'`{" ".join(args.budget + args.train_only) or "none (original settings)"}` {args.extra}; '
+                f'`{" ".join(args.budget + args.train_only) or "none (original settings)"}` '
+                f'{" ".join(public_argv(args.extra.split()))}; '
                 f'machine: {machine()}' + (f'; data {args.data_path} sha256: {data}' if data else '') +
                 (f'; WARNING: runs trained at {len(commits)} commits: {", ".join(commits)}' if len(commits) > 1 else '')
                 + '\n')

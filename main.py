@@ -13,8 +13,8 @@ import os
 import sys
 from datetime import timedelta
 
-from cli_args import (BOOL, HelpFormatter, devices_arg, int_or_float, learning_rate, non_negative_float,
-                      non_negative_int, positive_float, positive_int, public_config, str2bool, take_neptune_key,
+from cli_args import (BOOL, HelpFormatter, chunk_frames, devices_arg, int_or_float, learning_rate, non_negative_float,
+                      non_negative_int, positive_float, positive_int, public_config, seed_arg, str2bool, take_neptune_key,
                       usage_examples)
 from errors import UserError, exit_on_user_error
 from tracking import DEFAULT_EXPERIMENT, DEFAULT_STORE, log_test_results, make_logger, tracking_record
@@ -36,7 +36,7 @@ def build_parser():
     model = parser.add_argument_group('model parameters (the original\'s)')
     model.add_argument('--batch_size', type=positive_int, default=128, help='triplets per step (eval: batch_size // num_chunk songs)')
     model.add_argument('--num_chunk', type=positive_int, default=8, help='chunks averaged per song in evaluation')
-    model.add_argument('--input_length', type=positive_int, default=173, help='frames per chunk (173 = ~4 s)')
+    model.add_argument('--input_length', type=chunk_frames, default=173, help='frames per chunk (173 = ~4 s)')
     model.add_argument('--margin', type=non_negative_float, default=0.4, help='cosine triplet margin')
     model.add_argument('--input_type', type=str, default='spec', choices=['spec', 'cf', 'hybrid'],
                        help='song branch: acoustic, cultural (CF) or both')
@@ -59,7 +59,7 @@ def build_parser():
                        'Never printed or saved')
 
     new = parser.add_argument_group('added by this reimplementation')
-    new.add_argument('--seed', type=int, default=0, help='seeds torch, numpy and every training draw')
+    new.add_argument('--seed', type=seed_arg, default=0, help='seeds torch, numpy and every training draw')
     new.add_argument('--epoch_size', type=positive_int, default=10000, help='training samples per epoch')
     new.add_argument('--n_channels', type=positive_int, default=128, help='CNN base width (layers use 1x,2x,4x)')
     new.add_argument('--weight_decay', type=non_negative_float, default=1e-4, help='Adam weight decay')
@@ -83,6 +83,8 @@ def build_parser():
                      help='item factors to zero mean, unit variance per dimension (the original: raw); TEST '
                           'follows the checkpoint')
     new.add_argument('--ckpt_path', type=str, default=None, help='resume TRAIN from this checkpoint')
+    new.add_argument('--overwrite', type=str2bool, default=False, metavar=BOOL,
+                     help='TRAIN into a --model_save_path that holds another run: delete its checkpoints first')
     new.add_argument('--logger', type=str, default=None, choices=['tensorboard', 'csv', 'mlflow', 'neptune', 'none'],
                      help='None: neptune when --neptune_project/--neptune_api_key are given, else tensorboard')
     new.add_argument('--mlflow_uri', type=str, default=None,
@@ -217,11 +219,16 @@ def train(config):
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
 
+    from checkpoint import claim_run_folder
     from preprocess_utils import atomic_write_bytes, remove_stale_partials, require_output_dir
     from solver import Solver
     pl.seed_everything(config.seed, workers=True)
+    if config.batch_size == 1 or config.epoch_size == 1:  # a last batch of one is dropped (data_loader): none left
+        raise UserError(f'--batch_size {config.batch_size} --epoch_size {config.epoch_size}: a batch of one sample '
+                        'cannot train (BatchNorm needs two); use at least 2 of each')
     dm, data, _, hparams = prepare(config, ('train', 'valid'), config.ckpt_path)
     require_output_dir(config.model_save_path, '--model_save_path')  # after the input checks: no stray folder
+    claim_run_folder(config.model_save_path, config.ckpt_path, config.overwrite)  # never two runs in one folder
     remove_stale_partials(config.model_save_path)  # a checkpoint write cut short by a kill
     checkpoint_cb = ModelCheckpoint(dirpath=config.model_save_path, filename='best', monitor='map', mode='max',
                                     save_top_k=1, enable_version_counter=False)
@@ -309,15 +316,21 @@ def test(config):
                     channels_last=config.channels_last, **model_dims(model_state, hparams))
     load_state(solver.model, path, model_state)
     trainer = make_trainer(config)
+    summary_file = os.path.join(result_path, 'summary.json')
+    if trainer.is_global_zero and os.path.isfile(summary_file):
+        os.remove(summary_file)  # an earlier TEST's mark of completeness: never read back as this one's
     with rendezvous_errors(trainer, config):
         trainer.test(solver, datamodule=dm, verbose=False)
     if not trainer.is_global_zero:
         return None
+    if not os.path.isfile(summary_file):
+        raise UserError(f'TEST of {path} wrote no results to {result_path} (no test batch was scored); check '
+                        '--limit_test_batches and the test split')
     # with ddp_spawn the evaluation ran in child processes: its record is the summary they wrote
-    with open(os.path.join(result_path, 'summary.json')) as f:
+    with open(summary_file) as f:
         summary = json.load(f)['means']
     print(format_summary(summary, f'TEST of {path} on {len(data.ids["test"][0])} songs -> {result_path}'))
-    log_test_results(hparams.get('config'), result_path, summary)
+    log_test_results(hparams.get('config'), result_path, summary, config.mlflow_uri)
     return solver.last_eval or {'summary': summary}
 
 
@@ -327,7 +340,8 @@ def main(config):
 
 
 if __name__ == '__main__':
-    from console import config_line, quiet_lightning
+    from console import config_line, quiet_lightning, redact_console
+    redact_console()  # before any library prints a URL it was given with its password
     parser = build_parser()
     args = parser.parse_args()
     if args.num_nodes > 1:

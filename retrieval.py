@@ -35,7 +35,12 @@ def is_one(audio):
 
 
 def as_list(audio):
-    return [audio] if is_one(audio) else list(audio)
+    if is_one(audio) or isinstance(audio, (list, tuple)) or (isinstance(audio, np.ndarray) and audio.ndim == 3):
+        return [audio] if is_one(audio) else list(audio)
+    got = f'a {audio.dtype} array of shape {audio.shape}' if isinstance(audio, np.ndarray) else \
+        f'{type(audio).__name__} {str(audio)[:40]!r}'
+    raise UserError(f'audio: expected a file path, a waveform ((n,) or (channels <= 2, n)) or a list of them, got '
+                    f'{got}')
 
 
 def mel_of(audio, sr=None):
@@ -52,11 +57,22 @@ def mel_of(audio, sr=None):
     import librosa
     if sr is None:
         raise UserError('a waveform needs its sample rate: pass sr=')
-    wave = np.asarray(audio, dtype=np.float32)
+    if isinstance(sr, bool) or not isinstance(sr, (int, float, np.integer, np.floating)) or not 0 < sr < 1e7:
+        raise UserError(f'sr={sr!r}: the sample rate must be a number of Hz above 0 (e.g. 44100)')
+    wave = np.asarray(audio)
+    if wave.dtype.kind not in 'iuf' or not 1 <= wave.ndim <= 2 or (wave.ndim == 2 and wave.shape[0] > 2):
+        raise UserError(f'audio: a waveform is an array of real samples, (n,) or (channels <= 2, n); got a '
+                        f'{wave.dtype} array of shape {wave.shape}')
+    if wave.size == 0 or not np.isfinite(wave).all():
+        raise UserError(f'audio: the waveform of shape {wave.shape} is empty or holds NaN or infinite samples')
+    wave = wave.astype(np.float32)
     wave = librosa.to_mono(wave) if wave.ndim == 2 else wave
     if sr != SAMPLE_RATE:  # soxr_hq, the resampler librosa.load uses for files
         wave = librosa.resample(wave, orig_sr=sr, target_sr=SAMPLE_RATE)
-    return compute_mel(wave)
+    try:
+        return compute_mel(wave)
+    except ValueError as error:  # samples absurdly large, or none left at 22,050 Hz
+        raise UserError(f'audio: {error}') from None
 
 
 class Model:
@@ -116,7 +132,9 @@ class Model:
 
     def embed_words(self, queries, mode='tags'):
         """(n, 256) unit embeddings of queries, read as search.py query reads them (search_terms)."""
-        queries = [queries] if isinstance(queries, str) else list(queries)
+        queries = list(queries) if isinstance(queries, (list, tuple)) else [queries]
+        if not all(isinstance(q, str) for q in queries):
+            raise UserError(f'queries: expected strings, got {[type(q).__name__ for q in queries][:5]}')
         return np.stack([self.words.encode(q, mode)[0] for q in queries])
 
     def interpret(self, query, mode='tags'):
@@ -134,8 +152,15 @@ class Model:
         return ranked[0] if is_one(audio) else ranked
 
 
+def check_k(k, none_ok=False):
+    """k of the API: a whole number >= 1 (a negative one sliced the answer silently: k=-1 gave 49 of 50 tags)."""
+    if (k is None and none_ok) or (isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1):
+        return k
+    raise UserError(f'k={k!r}: pass a whole number >= 1' + (' (or None: all)' if none_ok else ''))
+
+
 def rank_tags(tags, scores, k=None):
-    order = np.argsort(-scores, kind='stable')[:k]
+    order = np.argsort(-scores, kind='stable')[:check_k(k, none_ok=True)]
     return [(tags[i], float(scores[i])) for i in order]
 
 
@@ -171,14 +196,17 @@ class Index:
         return self._model
 
     def search(self, words, k=10, mode='tags'):
-        return self.searcher.search(words, k, mode)
+        if not isinstance(words, str):
+            raise UserError(f'words: a query is a string, got {type(words).__name__}')
+        return self.searcher.search(words, check_k(k), mode)
 
     def search_audio(self, audio, k=10, sr=None):
+        check_k(k)
         label = os.path.basename(audio) if isinstance(audio, (str, os.PathLike)) else 'waveform'
         return self.searcher.search_vector(self.model.embed_audio(audio, sr)[0], k, f'audio:{label}')
 
     def similar(self, track_id, k=10):
-        return self.searcher.similar(track_id, k)
+        return self.searcher.similar(track_id, check_k(k))
 
     def predicted_tags(self, embedding, k=None):
         if not self.vocabulary:

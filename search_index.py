@@ -305,7 +305,8 @@ def song_embeddings(args, model, songs, fingerprint):
             embeddings = np.load(emb_file, mmap_mode='r', allow_pickle=False)
         except ValueError:  # damaged or not a plain array: embedded again below
             embeddings = None
-        if embeddings is not None and embeddings.shape[0] == len(songs['track_ids']):
+        if embeddings is not None and embeddings.ndim == 2 and embeddings.shape[0] == len(songs['track_ids']) \
+                and np.isfinite(embeddings).all():  # else damaged: a NaN row would rank as noise
             print(f'reusing the {len(songs["track_ids"])} song embeddings of {emb_file} (same checkpoint and '
                   'songs; --force re-embeds)', file=sys.stderr)
             return embeddings, True

@@ -18,6 +18,11 @@ from search_store import read_index
 from search_terms import Interpreter, UnknownWord, check_mode  # noqa: F401 (UnknownWord: raised through here)
 
 
+def is_plain_word_vectors(path):
+    """word2vec .bin/.txt files are plain data; a gensim .model/.kv file is a pickle that can run code."""
+    return bool(path) and str(path).endswith(('.bin', '.bin.gz', '.txt'))
+
+
 def resolve_w2v_path(w2v_type, data_path, w2v_path=None):
     """The full word vectors for words that are not tags: --w2v_path, else the default file of w2v_type."""
     from preprocess_utils import default_google_path, default_music_path
@@ -137,6 +142,8 @@ class Searcher:
         tag_vectors = dict(zip(files.tag_names, files.tag_vectors)) if files.tag_vectors is not None else {}
         w2v = resolve_w2v_path(self.meta['w2v_type'], data_path or self.meta.get('data_path'),
                                w2v_path or self.meta.get('w2v_path'))
+        if not (w2v_path or data_path) and not is_plain_word_vectors(w2v):
+            w2v = None  # named by meta.json, not by the user: a gensim pickle there could run code (issue 19)
         self.encoder = QueryEncoder(model, tag_vectors, w2v)
 
     def tags_of(self, i):

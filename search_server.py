@@ -42,11 +42,21 @@ class AudioFiles:
                 for path in find_audio(folder):
                     self.files.setdefault(os.path.splitext(os.path.basename(path))[0], path)
         known = set(map(str, searcher.track_ids))
-        self.files = {t: p for t, p in self.files.items() if t in known and os.path.isfile(p)}
+        source = index.meta.get('source')
+        # the catalogue's own audio only: a symlink in a folder, or a path in an index file, leading elsewhere is
+        # not served (paths compared with every link resolved)
+        roots = [os.path.realpath(d) for d in self.folders + [isinstance(source, dict) and source.get('audio_dir')]
+                 if isinstance(d, str) and d]
+        self.files = {t: p for t, p in self.files.items() if t in known and os.path.isfile(p) and
+                      any(os.path.realpath(p).startswith(root + os.sep) for root in roots)}
 
     def why_none(self):
         where = ', '.join(self.folders) or 'no audio folder'
         return f'no audio file for this song (looked in {where}; pass serve --audio_dir)'
+
+
+MAX_QUERY = 1000  # characters: a query is a few words; a megabyte of them is no query
+MAX_UPLOAD_SECONDS = 20 * 60  # decoding a 4-hour upload took 5.7 GB and stalled the server
 
 
 def check_k(k):
@@ -74,11 +84,17 @@ def upload_answer(index, audio, body, filename, k):
         raise UserError('the upload is empty; send an audio file as the request body')
     if len(body) > MAX_UPLOAD:
         raise UserError(f'the upload is {len(body)} bytes; at most {MAX_UPLOAD} are accepted')
-    suffix = os.path.splitext(filename or '')[1].lower()[:6] or '.audio'
+    # the extension guides the decoder; any other byte of the name (NUL, '/', odd Unicode) stays out of the path
+    suffix = '.' + ''.join(c for c in os.path.splitext(filename or '')[1].lower() if c.isascii() and c.isalnum())[:5]
     with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, 'upload' + suffix)
+        path = os.path.join(folder, 'upload' + (suffix if len(suffix) > 1 else '.audio'))
         with open(path, 'wb') as f:
             f.write(body)
+        from audio import header_duration
+        seconds = header_duration(path)
+        if seconds and seconds > MAX_UPLOAD_SECONDS:
+            raise UserError(f'{filename} lasts {seconds / 60:.0f} min; at most {MAX_UPLOAD_SECONDS // 60} min are '
+                            'accepted (send an excerpt)')
         try:
             embedding = index.model.embed_audio(path)[0]
         except UserError:
@@ -123,6 +139,8 @@ def create_app(index, audio_dir=None, query_mode='tags'):
 
     @app.get('/api/search')
     def search(q: str, k: int = 10, mode: str = query_mode):
+        if len(q) > MAX_QUERY:
+            raise UserError(f'the query is {len(q)} characters; at most {MAX_QUERY} are accepted')
         return with_audio(index.search(q, check_k(k), check_mode(mode)), audio)
 
     @app.get('/api/similar')
@@ -144,7 +162,10 @@ def create_app(index, audio_dir=None, query_mode='tags'):
 
     @app.post('/api/upload')
     async def upload(request: Request, k: int = 10, filename: str = 'upload'):
-        return upload_answer(index, audio, await request.body(), filename, check_k(k))
+        from starlette.concurrency import run_in_threadpool
+        body = await request.body()
+        # decoding takes seconds: off the event loop, so that other requests are answered meanwhile
+        return await run_in_threadpool(upload_answer, index, audio, body, filename, check_k(k))
 
     return app
 
@@ -153,5 +174,7 @@ def serve(index, host='127.0.0.1', port=8000, audio_dir=None, query_mode='tags')
     import uvicorn
     app = create_app(index, audio_dir, query_mode)
     print(f'serving {index.meta["n_songs"]} songs on http://{host}:{port}/ (Ctrl-C stops)', flush=True)
-    uvicorn.run(app, host=host, port=port, log_level='warning')
+    # a request line up to 4 MB is read (h11's default, 16 kB, drops the connection of a long query unanswered),
+    # so that a query that is too long gets its 400 and the reason
+    uvicorn.run(app, host=host, port=port, log_level='warning', h11_max_incomplete_event_size=4 << 20)
     return 0

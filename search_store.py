@@ -148,7 +148,52 @@ def read_meta(index_path):
     missing = [k for k in ('word_dim', 'w2v_type', 'index', 'n_songs') if k not in meta]
     if missing:
         raise UserError(f'{meta_file} lacks {", ".join(missing)}; {rebuild_hint(index_path, meta)}')
+    wrong = [f'{key} {meta.get(key)!r}' for key, ok in META_TYPES.items() if key in meta and not ok(meta[key])]
+    if wrong:
+        raise UserError(f'{meta_file} holds {"; ".join(wrong[:3])}, not what search.py index writes; '
+                        f'{rebuild_hint(index_path)}')
     return meta
+
+
+def _count(value, low=0):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _path_or_none(value):
+    return value is None or isinstance(value, str)
+
+
+META_TYPES = {  # what a tampered or damaged meta.json must not bring to the query path
+    'word_dim': lambda v: _count(v, 1), 'n_songs': _count, 'input_length': lambda v: _count(v, 1),
+    'num_chunk': lambda v: _count(v, 1), 'w2v_type': lambda v: v in ('google', 'music'),
+    'index': lambda v: isinstance(v, dict) and isinstance(v.get('type'), str), 'w2v_path': _path_or_none,
+    'data_path': _path_or_none, 'checkpoint': _path_or_none}
+
+
+def check_arrays(index_path, meta, tracks, encoder, tag_vectors):
+    """Every array of the index of the kind, rank and range the query path indexes with: else one line (an
+    IndexError or a TypeError deep in a query otherwise, or NaN scores from non-finite weights)."""
+    n = len(tracks['track_ids']) if tracks['track_ids'].ndim == 1 else -1
+    checks = [(TRACKS_FILE, 'track_ids', tracks['track_ids'], 'US', 1, None),
+              (TRACKS_FILE, 'tags', tracks['tags'], 'US', 1, None),
+              (TRACKS_FILE, 'tag_indptr', tracks['tag_indptr'], 'iu', 1, n + 1),
+              (TRACKS_FILE, 'tag_indices', tracks['tag_indices'], 'iu', 1, None)]
+    checks += [(TRACKS_FILE, 'paths', tracks['paths'], 'US', 1, n)] if tracks.get('paths') is not None else []
+    checks += [(ENCODER_FILE, name, value, 'fiu', None, None) for name, value in encoder.items()]  # + BN counters
+    checks += [(TAG_VECTORS_FILE, 'vectors', tag_vectors, 'fiu', 2, None)] if tag_vectors is not None else []
+    for file, name, value, kinds, ndim, length in checks:
+        if value.dtype.kind not in kinds or (ndim and value.ndim != ndim) or (length is not None and
+                                                                                len(value) != length):
+            raise UserError(f'{os.path.join(index_path, file)}: {name} is a {value.dtype} array of shape {value.shape},'
+                            f' not what search.py index writes; {rebuild_hint(index_path, meta)}')
+        if value.dtype.kind == 'f' and not np.isfinite(value).all():
+            raise UserError(f'{os.path.join(index_path, file)}: {name} holds NaN or infinite values; '
+                            f'{rebuild_hint(index_path, meta)}')
+    indptr, indices = tracks['tag_indptr'], tracks['tag_indices']
+    if (indptr[0] != 0 or indptr[-1] != len(indices) or (np.diff(indptr) < 0).any()
+            or (len(indices) and (indices.min() < 0 or indices.max() >= len(tracks['tags'])))):
+        raise UserError(f'{os.path.join(index_path, TRACKS_FILE)}: the tags of the songs point outside its arrays; '
+                        f'{rebuild_hint(index_path, meta)}')
 
 
 def read_faiss(index_path, meta):
@@ -171,17 +216,18 @@ def read_index(index_path):
     tracks = read_arrays(tracks_file, index_path, meta, ('track_ids', 'tag_indptr', 'tag_indices', 'tags', 'paths'))
     if not {'track_ids', 'tag_indptr', 'tag_indices', 'tags'} <= set(tracks):
         raise UserError(f'{tracks_file} lacks some of its arrays; {rebuild_hint(index_path, meta)}')
-    if faiss_index.ntotal != len(tracks['track_ids']):
+    if tracks['track_ids'].ndim != 1 or faiss_index.ntotal != len(tracks['track_ids']):
         raise UserError(f'{index_path}: the FAISS index holds {faiss_index.ntotal} songs but {TRACKS_FILE} '
-                        f'{len(tracks["track_ids"])}; {rebuild_hint(index_path, meta)}')
+                        f'{tracks["track_ids"].size}; {rebuild_hint(index_path, meta)}')
     encoder = read_arrays(os.path.join(index_path, ENCODER_FILE), index_path, meta, None)
     tag_names, tag_vectors = [], None
     tag_file = os.path.join(index_path, TAG_VECTORS_FILE)
     if os.path.isfile(tag_file):
         stored = read_arrays(tag_file, index_path, meta, ('tags', 'vectors'))
         tag_vectors = stored.get('vectors')
-        tag_names = [str(t) for t in stored.get('tags', [])]
-        if tag_vectors is None or tag_vectors.ndim != 2 or len(tag_vectors) != len(tag_names):
+        tag_names = [str(t) for t in np.atleast_1d(stored.get('tags', []))]
+        if tag_vectors is None or tag_vectors.ndim != 2 or tag_vectors.shape != (len(tag_names), meta['word_dim']):
             raise UserError(f'{tag_file} does not hold one vector per tag; {rebuild_hint(index_path, meta)}')
+    check_arrays(index_path, meta, tracks, encoder, tag_vectors)
     return IndexFiles(index_path, meta, faiss_index, tracks['track_ids'], tracks['tag_indptr'],
                       tracks['tag_indices'], tracks['tags'], tracks.get('paths'), encoder, tag_names, tag_vectors)

@@ -69,13 +69,17 @@ class FrameMajorSpec:
             os.close(self.fd)
 
 
-def read_npy_shape(path):
-    """Shape of a .npy file from its header alone (no data read)."""
+def read_npy_header(path):
+    """(shape, dtype) of a .npy file from its header alone (no data read)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        return read_header(fd)[0]
+        return read_header(fd)[:2]
     finally:
         os.close(fd)
+
+
+def read_npy_shape(path):
+    return read_npy_header(path)[0]
 
 
 def write_frames(data_path, log=print):

@@ -96,7 +96,7 @@ def plan_jobs(files, data_path, mel_params, dtype):
         except ValueError as error:
             failures.append((path, str(error)))
             continue
-        if os.path.exists(out_path):
+        if os.path.isfile(out_path) and os.path.getsize(out_path) > 0:  # a zero-byte file is not done: recompute
             done_before += 1
         else:
             jobs.append((path, out_path, mel_params, dtype))

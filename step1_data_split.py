@@ -36,6 +36,7 @@ import pandas as pd
 
 from cli_args import BOOL, str2bool
 from dataset_split import artist_split, write_outputs
+from data_checks import require_utf8
 from errors import exit_on_user_error
 from errors import UserError
 from preprocess_utils import (SCORE_MIN, Report, add_vector_path_arguments, default_google_path, default_music_path,
@@ -49,6 +50,7 @@ UNKNOWN_ARTIST = 'unknown'  # the release's artist id of tracks without one; the
 
 def read_track_tags(path):
     require_file(path, 'annotation file', 'put MSD500 track_tags.tsv at DATA_PATH/msd500/')
+    require_utf8(path, '')
     try:
         df = pd.read_csv(path, sep='\t', header=None, dtype=str, quoting=csv.QUOTE_NONE,
                          keep_default_na=False)  # tags such as 'null' or 'nan' stay strings

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from cli_args import public_config
+from cli_args import REDACTED, public_config, redact_uri
 from errors import UserError
 
 # mlflow 3 sends usage telemetry over the network unless told not to; runs here stay on this machine
@@ -99,7 +99,7 @@ def make_mlflow_logger(config, resumed_config=None):
     from pytorch_lightning.utilities import rank_zero_only
     uri = resolve_uri(config.mlflow_uri)
     resumed_config = resumed_config or {}
-    same_store = resumed_config.get('mlflow_tracking_uri') == uri
+    same_store = resumed_config.get('mlflow_tracking_uri') == redact_uri(uri)
     if rank_zero_only.rank != 0:
         # Lightning logs from rank 0 only; a logger here would still open the store, racing rank 0 creating it
         return None
@@ -111,8 +111,8 @@ def make_mlflow_logger(config, resumed_config=None):
     try:
         logger.run_id  # create the run now, so an unreachable server stops before training
     except Exception as e:
-        raise UserError(f'MLflow tracking at {uri} failed: {_first_line(e)}; start the server, or pass '
-                        f'--mlflow_uri sqlite:///mlruns.db for a local store')
+        raise UserError(f'MLflow tracking at {redact_uri(uri)} failed: {redact_uri(_first_line(e))}; start the '
+                        'server, or pass --mlflow_uri sqlite:///mlruns.db for a local store')
     return logger
 
 
@@ -154,7 +154,9 @@ def tracking_record(logger):
     """What the run config (config.json, the checkpoint) keeps so that TEST can find the MLflow run."""
     for one in logger if isinstance(logger, list) else [logger]:
         if type(one).__name__ == 'MLflowRunLogger' and one._run_id is not None:
-            return {'mlflow_run_id': one._run_id, 'mlflow_tracking_uri': one._tracking_uri}
+            # a password in the uri stays out of config.json and the checkpoints: TEST takes the real uri from
+            # --mlflow_uri or MLFLOW_TRACKING_URI (real_tracking_uri)
+            return {'mlflow_run_id': one._run_id, 'mlflow_tracking_uri': redact_uri(one._tracking_uri)}
     return {}
 
 
@@ -172,12 +174,25 @@ def summary_metrics(summary):
     return {metric_name(k): float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
 
 
-def log_test_results(checkpoint_config, result_path, summary):
+def real_tracking_uri(stored, given=None):
+    """The tracking uri a checkpoint records has its password redacted: the real one is --mlflow_uri (`given`) or
+    MLFLOW_TRACKING_URI when either redacts to the stored one; else the stored uri as it is."""
+    if not stored or REDACTED not in stored:
+        return stored
+    for candidate in (given, os.environ.get('MLFLOW_TRACKING_URI')):
+        if candidate and redact_uri(resolve_uri(candidate)) == stored:
+            return resolve_uri(candidate)
+    print(f'warning: the MLflow store {stored} needs its password: pass --mlflow_uri with it or set '
+          'MLFLOW_TRACKING_URI', file=sys.stderr)
+    return None
+
+
+def log_test_results(checkpoint_config, result_path, summary, given_uri=None):
     """Attach TEST's metrics, per_tag.csv, summary.json and figures to the MLflow run that trained the checkpoint.
     Returns the run id, or None when the checkpoint has no MLflow run or the store cannot be reached (the results
     stay in result_path either way)."""
     run_id = (checkpoint_config or {}).get('mlflow_run_id')
-    uri = (checkpoint_config or {}).get('mlflow_tracking_uri')
+    uri = real_tracking_uri((checkpoint_config or {}).get('mlflow_tracking_uri'), given_uri)
     if not run_id or not uri:
         return None
     from mlflow import MlflowClient
@@ -192,10 +207,10 @@ def log_test_results(checkpoint_config, result_path, summary):
             if os.path.isfile(path):
                 client.log_artifact(run_id, path, artifact_path='test')
     except Exception as e:
-        print(f'warning: TEST results are in {result_path} but were not attached to MLflow run {run_id} at {uri}: '
-              f'{_first_line(e)}', file=sys.stderr)
+        print(f'warning: TEST results are in {result_path} but were not attached to MLflow run {run_id} at '
+              f'{redact_uri(uri)}: {redact_uri(_first_line(e))}', file=sys.stderr)
         return None
-    print(f'TEST results attached to MLflow run {run_id} ({uri})')
+    print(f'TEST results attached to MLflow run {run_id} ({redact_uri(uri)})')
     return run_id
 
 

@@ -1,6 +1,5 @@
 """The build report: DIR/demo_report.json (every fact) and DIR/demo_report.md (report_template.md filled in)."""
 import os
-import pickle
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -42,8 +41,9 @@ def tags_by_category(out):
 
 
 def collect_facts(out, build, songs, works, split_ids, dropped_tags, params, seconds):
-    with open(os.path.join(out, 'msd500', 'song_to_artist.pkl'), 'rb') as f:
-        artist_of = pickle.load(f)
+    from safe_pickle import load_pickle  # the folder may hold files of an earlier run: read them without running code
+    artist_of = load_pickle(os.path.join(out, 'msd500', 'song_to_artist.pkl'), 'song -> artist table',
+                            'delete the folder and rerun make_demo_data.py')
     per_category = tags_by_category(out)
     return {
         'params': params, 'songs_selected': len(works), 'songs_rendered': len(songs),

@@ -1,6 +1,13 @@
-"""Fixtures shared by the search tests: a small trained checkpoint, full word vectors, an index of the test split."""
+"""Fixtures shared by the search tests: a small trained checkpoint, full word vectors, an index of the test split;
+`search.py serve` started in the background."""
 import os
 import pickle
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -46,3 +53,21 @@ def test_index(dataset, ckpt, words, tmp_path_factory):
     index('--model_load_path', ckpt, '--data_path', dataset['root'], '--split', 'test', '--index_path', path,
           '--w2v_path', words['path'])
     return str(path)
+
+
+def start_server(index_path, audio_dir, port, root):
+    """`search.py serve` on 127.0.0.1:port in a process group of its own, once its page answers: (process, url)."""
+    process = subprocess.Popen([sys.executable, 'search.py', 'serve', '--index_path', str(index_path), '--port',
+                                str(port), '--audio_dir', str(audio_dir)], cwd=root, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f'http://127.0.0.1:{port}'
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(url + '/', timeout=2).read()
+            return process, url
+        except (urllib.error.URLError, ConnectionError):
+            if process.poll() is not None or time.monotonic() > deadline:
+                os.killpg(process.pid, signal.SIGKILL)
+                pytest.fail(f'the server did not start: {process.stdout.read()}')
+            time.sleep(0.3)

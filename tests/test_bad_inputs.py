@@ -163,15 +163,20 @@ DATA_CASES = {  # name: (break the data folder, extra flags, the error names)
 }
 
 
-@pytest.mark.parametrize('name', list(DATA_CASES))
-def test_bad_data_for_train(name, data, tmp_path, capsys):
-    corrupt, extra, fragment = DATA_CASES[name]
+def expect_train_refused(case, data, tmp_path, capsys):
+    """case: (break the data folder, extra flags, the error names); TRAIN into tmp_path/ck stops with that line."""
+    corrupt, extra, fragment = case
     corrupt(data)
     extra = [a.format(root=data) for a in extra]
     out = tmp_path / 'ck'
     expect_one_error(capsys, lambda: run('--data_path', data, '--model_save_path', out, '--n_epochs', 1, *FAST,
                                          *extra), fragment)
     assert not partial_files(data, tmp_path)
+
+
+@pytest.mark.parametrize('name', list(DATA_CASES))
+def test_bad_data_for_train(name, data, tmp_path, capsys):
+    expect_train_refused(DATA_CASES[name], data, tmp_path, capsys)
 
 
 def test_spectrograms_found_sound_are_not_read_again_until_one_changes(data):

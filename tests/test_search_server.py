@@ -6,8 +6,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -16,7 +14,7 @@ import pytest
 import soundfile
 
 from ports import free_port
-from search_fixtures import ckpt, index, test_index, words  # noqa: F401 (pytest fixtures)
+from search_fixtures import ckpt, index, start_server, test_index, words  # noqa: F401 (pytest fixtures)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,21 +31,7 @@ def server(dataset, test_index, tmp_path_factory):
     playable = ids_of_test(dataset)[:2]
     for i, track in enumerate(playable):
         soundfile.write(audio / f'{track}.wav', 0.3 * np.sin(2 * np.pi * 330 * (i + 1) * t), 22050)
-    port = free_port()
-    process = subprocess.Popen([sys.executable, 'search.py', 'serve', '--index_path', test_index, '--port',
-                                str(port), '--audio_dir', str(audio)], cwd=ROOT, start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f'http://127.0.0.1:{port}'
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(url + '/', timeout=2).read()
-            break
-        except (urllib.error.URLError, ConnectionError):
-            if process.poll() is not None or time.monotonic() > deadline:
-                os.killpg(process.pid, signal.SIGKILL)
-                pytest.fail(f'the server did not start: {process.stdout.read()}')
-            time.sleep(0.3)
+    process, url = start_server(test_index, audio, free_port(), ROOT)
     yield {'url': url, 'audio': audio, 'playable': playable, 'process': process}
     os.killpg(process.pid, signal.SIGTERM)
     try:
