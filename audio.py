@@ -13,7 +13,8 @@ import warnings
 import numpy as np
 
 from errors import UserError
-from preprocess_utils import atomic_save_npy, worker_pool, write_error
+from file_io import atomic_save_npy, write_error
+from workers import worker_pool
 
 AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg', '.mp3')
 MANIFEST = 'audio_manifest.tsv'  # DATA_PATH's track -> audio file table, written by import_dataset.py

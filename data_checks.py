@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from errors import UserError
-from preprocess_utils import spec_path
+from file_io import spec_path
 
 
 def refuse_non_finite(data, splits):

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from errors import UserError
 from data_checks import (check_tag_to_ix, read_utf8_lines, real_matrix, refuse_bad_tag_names, refuse_meaningless,
                          refuse_non_finite, text_vector)
-from preprocess_utils import load_array, spec_path
+from file_io import load_array, spec_path
 from safe_pickle import load_pickle
 from spec_layout import FRAMES_DIR, FrameMajorSpec, check_frames_copy, frames_file, read_npy_header
 

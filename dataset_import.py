@@ -16,7 +16,8 @@ import pandas as pd
 from audio import MANIFEST
 from dataset_split import SPLITS, artist_split, write_outputs
 from errors import UserError
-from preprocess_utils import Report, atomic_write_bytes, require_file, require_output_dir
+from file_io import atomic_write_bytes, require_file, require_output_dir
+from steps import Report
 
 JAMENDO_HEADER = ('TRACK_ID', 'ARTIST_ID', 'ALBUM_ID', 'PATH', 'DURATION', 'TAGS')
 JAMENDO_CATEGORIES = ('genre', 'instrument', 'mood/theme')

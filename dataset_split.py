@@ -11,7 +11,8 @@ import pandas as pd
 from scipy import sparse
 
 from errors import UserError
-from preprocess_utils import SPLIT_BOUNDS, atomic_pickle, atomic_save_npy, atomic_write_bytes
+from file_io import atomic_pickle, atomic_save_npy, atomic_write_bytes
+from steps import SPLIT_BOUNDS
 
 SPLITS = ('train', 'valid', 'test')
 

@@ -44,7 +44,7 @@ import tracking
 from cli_args import HelpFormatter, non_negative_int, public_argv, usage_examples
 from convergence_report import CONVERGE_CONFIGS, make_convergence_report
 from errors import UserError, exit_on_user_error
-from preprocess_utils import kill_me_when_parent_dies
+from workers import kill_me_when_parent_dies
 from report import make_report
 
 HERE = os.path.dirname(os.path.abspath(__file__))

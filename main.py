@@ -220,7 +220,7 @@ def train(config):
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     from checkpoint import claim_run_folder
-    from preprocess_utils import atomic_write_bytes, remove_stale_partials, require_output_dir
+    from file_io import atomic_write_bytes, remove_stale_partials, require_output_dir
     from solver import Solver
     pl.seed_everything(config.seed, workers=True)
     if config.batch_size == 1 or config.epoch_size == 1:  # a last batch of one is dropped (data_loader): none left
@@ -302,7 +302,7 @@ def test(config):
 
     from checkpoint import load_state, model_dims
     from metrics import format_summary
-    from preprocess_utils import require_output_dir
+    from file_io import require_output_dir
     from solver import Solver
     pl.seed_everything(config.seed, workers=True)
     path = config.model_load_path

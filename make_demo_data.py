@@ -51,7 +51,7 @@ from demo_data.selection import catalogue, select_works
 from demo_data.taste import simulate_taste_profile
 from demo_data.vectors import NN_TAGS, music_sentences, train_music_word2vec, write_glove_word2vec
 from errors import UserError, exit_on_user_error
-from preprocess_utils import read_json, write_json
+from file_io import read_json, write_json
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 RESTART = 'delete DIR/.build (or all of DIR) and rerun to build it again'

@@ -12,7 +12,7 @@ error naming the file and the global.
 import pickle
 
 from errors import UserError
-from preprocess_utils import require_file
+from file_io import require_file
 
 _NUMPY_CORE = ('numpy.core', 'numpy._core')
 ALLOWED_GLOBALS = frozenset(

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from errors import UserError
-from preprocess_utils import read_json, write_json
+from file_io import read_json, write_json
 from search_store import (EMBEDDINGS_FILE, EMBEDDINGS_META_FILE, INDEX_FILE, META_FILE, MEL_DIR, PARTIAL_FILE,
                           PROGRESS_FILE, FORMAT_VERSION, build_lock, output_errors, write_index_files)
 

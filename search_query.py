@@ -25,7 +25,7 @@ def is_plain_word_vectors(path):
 
 def resolve_w2v_path(w2v_type, data_path, w2v_path=None):
     """The full word vectors for words that are not tags: --w2v_path, else the default file of w2v_type."""
-    from preprocess_utils import default_google_path, default_music_path
+    from word_vectors import default_google_path, default_music_path
     if w2v_path:
         return w2v_path
     if data_path is None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from errors import UserError
-from preprocess_utils import WRITE_ERRORS, atomic_write, atomic_write_bytes, read_json, write_error, write_json
+from file_io import WRITE_ERRORS, atomic_write, atomic_write_bytes, read_json, write_error, write_json
 
 INDEX_FILE = 'songs.faiss'
 EMBEDDINGS_FILE = 'embeddings.npy'

@@ -102,7 +102,7 @@ class Interpreter:
     def full_vectors(self):
         """gensim KeyedVectors of the full vocabulary, loaded on first need."""
         if self._full is None and self.w2v_path and os.path.isfile(self.w2v_path):
-            from preprocess_utils import load_keyed_vectors
+            from word_vectors import load_keyed_vectors
             self._full = load_keyed_vectors(self.w2v_path, '--w2v_path')
         return self._full
 
@@ -113,7 +113,7 @@ class Interpreter:
         if tag in self.tag_vectors:
             return tag, self.tag_vectors[tag], True
         if full is not None:
-            from preprocess_utils import vocab_key
+            from word_vectors import vocab_key
             spaced = ' '.join(words).replace('_', ' ')
             cases = (spaced, spaced.lower(), spaced.capitalize(), spaced.title(), spaced.upper())
             for form in dict.fromkeys(cases):  # as typed first; vocab_key tries 'smooth_jazz' for 'smooth jazz'

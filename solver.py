@@ -26,7 +26,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from errors import UserError
 from metrics import cosine_scores, retrieval_metrics, summarise
 from model import build_model
-from preprocess_utils import atomic_save_npy, atomic_write, atomic_write_bytes, write_error
+from file_io import atomic_save_npy, atomic_write, atomic_write_bytes, write_error
 
 
 def negative_weights(tag_emb, song_emb, tag_index, song_labels, weighted):

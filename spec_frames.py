@@ -10,7 +10,7 @@ import os
 import sys
 
 from errors import UserError, exit_on_user_error
-from preprocess_utils import make_cli
+from steps import make_cli
 from spec_layout import FRAMES_DIR, write_frames
 
 

@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from errors import UserError
-from preprocess_utils import atomic_save_npy, existing_spec_ids, spec_path
+from file_io import atomic_save_npy, existing_spec_ids, spec_path
 
 FRAMES_DIR = 'spec_frames'
 

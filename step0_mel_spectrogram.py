@@ -8,7 +8,7 @@
 Every .wav/.flac/.ogg/.mp3 file under AUDIO_DIR (recursively; the file stem is the track id, e.g.
 TRAAAAW128F429D538.mp3) becomes DATA_PATH/spec/A/B/C/ID.npy: a (n_mels, T) float32 array (float16 with
 --float16), T = 1 + n_samples // hop. A, B, C = ID[2], ID[3], ID[4] for MSD ids, as the released data; three
-hex digits of the id's MD5 for any other id (preprocess_utils.spec_path). When DATA_PATH holds the manifest
+hex digits of the id's MD5 for any other id (file_io.spec_path). When DATA_PATH holds the manifest
 that import_dataset.py writes (audio_manifest.tsv: track id -> path under AUDIO_DIR, e.g. track_0000215 ->
 15/215.mp3), exactly its files are converted, under its track ids; a listed file that is missing stops the
 run before any work. --max_seconds S keeps only the middle S seconds of longer files (and decodes only those).
@@ -48,7 +48,8 @@ from audio import AUDIO_EXTENSIONS, MANIFEST, MEL_PARAMS, check_mel_settings, fi
 from cli_args import positive_float
 from errors import exit_on_user_error
 from errors import UserError
-from preprocess_utils import Report, make_cli, remove_stale_partials, require_output_dir, spec_path
+from file_io import remove_stale_partials, require_output_dir, spec_path
+from steps import Report, make_cli
 
 def parse_shard(value):
     """'K/N' -> (K, N) with 0 <= K < N; anything else is a UserError naming the value."""

@@ -39,9 +39,10 @@ from dataset_split import artist_split, write_outputs
 from data_checks import require_utf8
 from errors import exit_on_user_error
 from errors import UserError
-from preprocess_utils import (SCORE_MIN, Report, add_vector_path_arguments, default_google_path, default_music_path,
-                              existing_spec_ids, load_keyed_vectors, make_cli, read_word2vec_vocab,
-                              require_file, vocab_key)
+from file_io import existing_spec_ids, require_file
+from steps import Report, SCORE_MIN, make_cli
+from word_vectors import (add_vector_path_arguments, default_google_path, default_music_path, load_keyed_vectors,
+                          read_word2vec_vocab, vocab_key)
 from safe_pickle import load_pickle
 
 COLUMNS = ['song_id', 'original_tag', 'cleaned_tag', 'tag_category', 'score']

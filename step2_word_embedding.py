@@ -35,9 +35,10 @@ import numpy as np
 from dataset_import import TAG_WORDS, read_tag_table
 from errors import exit_on_user_error
 from errors import UserError
-from preprocess_utils import (Report, add_vector_path_arguments, atomic_pickle, atomic_write_bytes,
-                              default_google_path, default_music_path, load_array, load_keyed_vectors,
-                              make_cli, require_file, vocab_key)
+from file_io import atomic_pickle, atomic_write_bytes, load_array, require_file
+from steps import Report, make_cli
+from word_vectors import (add_vector_path_arguments, default_google_path, default_music_path, load_keyed_vectors,
+                          vocab_key)
 
 GENSIM_GOOGLE_NAME = 'word2vec-google-news-300'
 TAB3_TAGS = ['jungle', 'house', 'country', 'metal', 'chill', 'brazilian', 'smooth jazz', 'deep house']

@@ -33,8 +33,8 @@ from scipy import sparse
 
 from errors import exit_on_user_error
 from errors import UserError
-from preprocess_utils import (SPLIT_FILES, Report, atomic_save_npy, atomic_write_bytes, load_array,
-                              make_cli, require_file)
+from file_io import atomic_save_npy, atomic_write_bytes, load_array, require_file
+from steps import Report, SPLIT_FILES, make_cli
 
 
 def read_song_rows(data_path, prefix):

@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 
 from demo_data.corpus import msd_id, stable_int
-from preprocess_utils import SPLIT_BOUNDS
+from steps import SPLIT_BOUNDS
 
 CATEGORIES = ('location', 'genre', 'era', 'theme', 'instrument', 'mood')
 FAST_BPM, SLOW_BPM = 110, 75  # beats per minute of the rendered tempo -> 'fast' / 'slow'

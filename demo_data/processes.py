@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from errors import UserError
-from preprocess_utils import kill_me_when_parent_dies
+from workers import kill_me_when_parent_dies
 
 class Guardian:
     """A watcher process, in a session of its own, that reads 'start PGID' / 'end PGID' lines from the

@@ -7,7 +7,8 @@ import numpy as np
 from tqdm import tqdm
 
 from demo_data.corpus import corpus_dir, stable_int
-from preprocess_utils import read_json, worker_pool, write_json
+from file_io import read_json, write_json
+from workers import worker_pool
 
 SAMPLE_RATE = 22050
 CLIP_SECONDS = 30.0  # like the MSD previews; 30 s -> 1292 frames at hop 512

@@ -6,7 +6,7 @@ import numpy as np
 
 from demo_data.corpus import SOURCE_NAMES
 from demo_data.vectors import W2V_SIZE
-from preprocess_utils import atomic_write_bytes, write_json
+from file_io import atomic_write_bytes, write_json
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'report_template.md')
 ART_ARTIST_WORDS = {'work': 'and work (cantata, mass, madrigal book, quartet)', 'composer': ''}

@@ -5,7 +5,7 @@ from collections import defaultdict
 import numpy as np
 
 from demo_data.corpus import stable_int
-from preprocess_utils import atomic_write_bytes
+from file_io import atomic_write_bytes
 
 
 def simulate_taste_profile(path, songs, seed):

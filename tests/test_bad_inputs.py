@@ -262,7 +262,7 @@ def test_test_outputs_on_a_full_disk(trained, tmp_path, capsys, monkeypatch):
     """A TEST that runs out of space leaves no summary.json (its mark of completeness) and no partial file; the
     results of an earlier TEST are untouched. The disk fills at per_tag.csv: ENOSPC where a file system with
     delayed allocation reports it, at the flush to disk (tmpfs counts space too loosely for files this small)."""
-    import preprocess_utils
+    import file_io
     root, result, _ = trained
     test = lambda out: run('--mode', 'TEST', '--data_path', root / 'data', '--model_load_path',  # noqa: E731
                            result.best_model_path, '--result_path', out, *FAST)
@@ -276,7 +276,7 @@ def test_test_outputs_on_a_full_disk(trained, tmp_path, capsys, monkeypatch):
         if os.readlink(f'/proc/self/fd/{fd}').split('/')[-1].startswith('.per_tag.csv.partial'):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return fsync(fd)
-    monkeypatch.setattr(preprocess_utils.os, 'fsync', full_at_per_tag)
+    monkeypatch.setattr(file_io.os, 'fsync', full_at_per_tag)
     for out in (tmp_path / 'second', first):  # a new folder, and the earlier results rewritten
         line = expect_one_error(capsys, lambda: test(out), 'the disk is full')
         assert f'cannot write {out}/per_tag.csv' in line
@@ -357,7 +357,7 @@ def alive_children(pid):
 SLOW_POOL = """
 import sys, time
 sys.path.insert(0, {root!r})
-from preprocess_utils import worker_pool
+from workers import worker_pool
 with worker_pool(2) as pool:
     pool.map(time.sleep, [60, 60], chunksize=1)
 """

@@ -21,7 +21,7 @@ sys.path.insert(0, ROOT)
 
 from demo_data.annotations import CATEGORIES  # noqa: E402
 from demo_data.vectors import W2V_SIZE  # noqa: E402
-from preprocess_utils import spec_path  # noqa: E402
+from file_io import spec_path
 
 BUILD = [sys.executable, os.path.join(ROOT, 'make_demo_data.py'), '--n_songs', '60', '--threshold', '1',
          '--seed', '0', '--workers', '2']

@@ -18,7 +18,7 @@ import main as cli
 import search
 import step0_mel_spectrogram
 import step2_word_embedding
-from preprocess_utils import spec_folders, spec_path
+from file_io import spec_folders, spec_path
 
 TRAIN = ['--n_epochs', '1', '--logger', 'none', '--n_channels', '8', '--batch_size', '8', '--epoch_size', '16',
          '--num_chunk', '2', '--is_balanced', 'True', '--is_weighted', 'True']

@@ -205,7 +205,7 @@ def test_audio_not_finite_or_absurd_never_becomes_a_spectrogram(sample, tmp_path
 def test_zero_byte_spectrogram_is_not_done(tmp_path):
     (tmp_path / 'audio').mkdir()
     soundfile.write(tmp_path / 'audio' / 'TRAB00CD12345678901.wav', np.sin(np.arange(22050) / 5) * 0.3, 22050)
-    from preprocess_utils import spec_path
+    from file_io import spec_path
     out = spec_path(str(tmp_path / 'o'), 'TRAB00CD12345678901')
     os.makedirs(os.path.dirname(out))
     open(out, 'wb').close()

@@ -19,7 +19,8 @@ from preprocess_fixtures import (CF_DIM, GOOGLE_WORDS, MUSIC_WORDS, N_ARTISTS, R
                                  TOP_N, audio_dir, data_copy, pipeline, raw_data)  # noqa: F401  (fixtures)
 from synthetic_data import write_code_running_pickle  # noqa: E402
 
-import preprocess_utils  # noqa: E402
+import file_io  # noqa: E402
+import word_vectors  # noqa: E402
 import audio  # noqa: E402
 import dataset_split  # noqa: E402
 import step0_mel_spectrogram  # noqa: E402
@@ -214,16 +215,16 @@ def test_word2vec_vocabulary_reader_matches_gensim(raw_data, tmp_path):
     from gensim.models import KeyedVectors
 
     path = str(raw_data.path / 'GoogleNews-vectors-negative300.bin')
-    vocab = preprocess_utils.read_word2vec_vocab(path)
+    vocab = word_vectors.read_word2vec_vocab(path)
     assert vocab == set(KeyedVectors.load_word2vec_format(path, binary=True).key_to_index)
-    assert preprocess_utils.vocab_key('female vocalists', vocab) == 'female_vocalists'
+    assert word_vectors.vocab_key('female vocalists', vocab) == 'female_vocalists'
     vectors = KeyedVectors.load_word2vec_format(path, binary=True)
     vectors.save_word2vec_format(str(tmp_path / 'with_header.txt'))
     lines = (tmp_path / 'with_header.txt').read_text().splitlines()
     (tmp_path / 'glove.txt').write_text('\n'.join(lines[1:]) + '\n')  # GloVe: no 'COUNT DIM' line
     for name in ('with_header.txt', 'glove.txt'):
-        assert preprocess_utils.read_word2vec_vocab(str(tmp_path / name)) == vocab
-        loaded = preprocess_utils.load_keyed_vectors(str(tmp_path / name), '--google_path')
+        assert word_vectors.read_word2vec_vocab(str(tmp_path / name)) == vocab
+        loaded = word_vectors.load_keyed_vectors(str(tmp_path / name), '--google_path')
         np.testing.assert_allclose(loaded['rock'], vectors['rock'], atol=1e-5)
 
 
@@ -354,7 +355,7 @@ def test_step0_resumes_without_recomputing(audio_dir, tmp_path):
     os.remove(redo)
     finished = subprocess.Popen(['true'])
     finished.wait()  # the pid of a process that is gone: the writer killed mid-write
-    partial = Path(preprocess_utils.partial_path(str(redo), pid=finished.pid))
+    partial = Path(file_io.partial_path(str(redo), pid=finished.pid))
     partial.write_bytes(b'interrupted write')
     step0_mel_spectrogram.main(['run', str(audio_dir), str(data_path), '--workers', '2'])
     assert os.path.getmtime(done) == 1_000_000
@@ -396,5 +397,5 @@ def test_music_vectors_load_from_a_model_or_keyed_vectors(raw_data, tmp_path):
 
     model = Word2Vec.load(str(raw_data.path / 'music_w2v' / 'model_semeval_trigrams_300.model'))
     model.wv.save(str(tmp_path / 'music.kv'))
-    loaded = preprocess_utils.load_keyed_vectors(str(tmp_path / 'music.kv'), '--music_path')
+    loaded = word_vectors.load_keyed_vectors(str(tmp_path / 'music.kv'), '--music_path')
     np.testing.assert_array_equal(loaded['smooth_jazz'], model.wv['smooth_jazz'])

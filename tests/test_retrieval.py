@@ -11,7 +11,7 @@ import soundfile
 
 import main as cli
 import search
-from preprocess_utils import spec_path
+from file_io import spec_path
 from retrieval import Index, Model
 from search_fixtures import ckpt, index, test_index, words  # noqa: F401 (pytest fixtures)
 from search_query import Searcher
