@@ -373,15 +373,21 @@ def test_killing_the_parent_stops_its_workers():
         assert process.poll() is None and time.time() < deadline, 'the pool never started'
         time.sleep(0.05)
     time.sleep(0.5)  # the workers are inside their task
+    left = kill_and_find_orphans(process, workers, 2)
+    assert not left, f'workers {left} outlived their killed parent'
+
+
+def kill_and_find_orphans(process, children, wait_s):
+    """SIGKILL `process`; the children still alive (not zombies) after wait_s, killed so none is left behind."""
     process.send_signal(signal.SIGKILL)
     process.wait()
-    deadline = time.time() + 2
-    while (left := [w for w in workers if os.path.exists(f'/proc/{w}') and
-                    open(f'/proc/{w}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z']) and time.time() < deadline:
+    deadline = time.time() + wait_s
+    while (left := [c for c in children if os.path.exists(f'/proc/{c}') and
+                    open(f'/proc/{c}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z']) and time.time() < deadline:
         time.sleep(0.1)
     for orphan in left:  # do not leave them behind when the test fails
         os.kill(orphan, signal.SIGKILL)
-    assert not left, f'workers {left} outlived their killed parent'
+    return left
 
 
 def test_step3_refuses_non_finite_item_factors(tmp_path, capsys):
@@ -427,12 +433,5 @@ def test_killing_experiments_stops_its_training_child(data, tmp_path):
     while not (children := alive_children(process.pid)):
         assert process.poll() is None and time.time() < deadline, 'experiments.py never started TRAIN'
         time.sleep(0.1)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    deadline = time.time() + 5
-    while (left := [c for c in children if os.path.exists(f'/proc/{c}') and
-                    open(f'/proc/{c}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z']) and time.time() < deadline:
-        time.sleep(0.1)
-    for orphan in left:
-        os.kill(orphan, signal.SIGKILL)
+    left = kill_and_find_orphans(process, children, 5)
     assert not left, f'TRAIN {left} outlived its killed experiments.py'
