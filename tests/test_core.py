@@ -258,7 +258,7 @@ def test_spectrogram_of_wrong_shape(own_data, capsys):
     root, info = own_data
     tid = info['splits']['train'][0].split('//')[1]
     np.save(root / 'spec' / tid[2] / tid[3] / tid[4] / f'{tid}.npy', np.zeros((96, 300), np.float32))
-    expect_error(capsys, 'has shape (96, 300), expected (128, n_frames)', '--data_path', root)
+    expect_error(capsys, 'has shape (96, 300) and dtype float32, expected (128, n_frames >= 1)', '--data_path', root)
 
 
 def test_binaries_of_wrong_shape(own_data, capsys):
