@@ -25,8 +25,11 @@ def test_meta_json_cannot_point_queries_at_a_pickle(test_index, words, tmp_path,
     err = capsys.readouterr().err
     assert e.value.code == 2 and 'Traceback' not in err and 'pass --w2v_path' in err, err
     assert not marker.exists()
-    # named on the command line, plain word2vec vectors answer the same query
-    assert search.main(['query', '--index_path', str(copy), '--query', 'piano', '--w2v_path', words['path']]) in (0, None)
+    # named on the command line, plain word2vec vectors are read ('piano' is a random vector: near no tag, so it
+    # goes with a tag)
+    assert search.main(['query', '--index_path', str(copy), '--query', 'the piano, tag02', '--w2v_path',
+                        words['path']]) in (0, None)
+    assert "'piano' near no tag (best tag" in capsys.readouterr().out  # read, not 'unknown'
 
 
 def test_demo_rerun_reads_an_existing_pickle_without_running_it(tmp_path):
