@@ -83,10 +83,13 @@ def run_dir(out, name, seed):
 
 def run_one(name, seed, args):
     folder = run_dir(args.out, name, seed)
-    # TEST writes summary.json last; all three present and non-empty is a finished run, anything less is redone
+    # TEST writes summary.json last; outputs present and non-empty are a finished run, anything less is redone.
+    # scores.npy may be absent: git leaves it out, and a clone of finished results must not train them again
     outputs = [os.path.join(folder, result, name) for _, result in args.tests
-               for name in ('scores.npy', 'per_tag.csv', 'summary.json')]
-    if all(os.path.isfile(path) and os.path.getsize(path) > 0 for path in outputs):
+               for name in ('per_tag.csv', 'summary.json')]
+    scores = [os.path.join(folder, result, 'scores.npy') for _, result in args.tests]
+    if all(os.path.isfile(path) and os.path.getsize(path) > 0 for path in outputs) and \
+            all(os.path.getsize(path) > 0 for path in scores if os.path.isfile(path)):
         with open(os.path.join(folder, 'config.json')) as f:
             run_id = json.load(f).get('mlflow_run_id')
         # finished before runs were tracked, or tracked in a store this machine does not have (results/ comes with
