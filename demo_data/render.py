@@ -1,6 +1,7 @@
 """Rendering: a score -> notes -> looped MIDI -> 30 s of audio (tinysoundfont, pretty_midi's TimGM6mb.sf2),
 with the facts the tags need (instrument, tempo, key); a worker pool that dies with its parent."""
 import os
+import warnings
 from collections import defaultdict
 
 import numpy as np
@@ -46,9 +47,13 @@ def estimate_key(notes):
 
 def parse_score(parse):
     from music21 import converter
+    from music21.musicxml.xmlObjects import MusicXMLWarning
     if 'abc' in parse:
         return [converter.parse(parse['abc'], format='abc')]
-    parsed = converter.parse(os.path.join(corpus_dir(), parse.get('file') or parse['abc_file']), forceSource=True)
+    with warnings.catch_warnings():  # "measure 96 ... is overfull": music21 repairs the corpus score itself
+        warnings.simplefilter('ignore', MusicXMLWarning)
+        parsed = converter.parse(os.path.join(corpus_dir(), parse.get('file') or parse['abc_file']),
+                                 forceSource=True)
     # an ABC file holding one voice per tune (Josquin) is an Opus: its scores sound together
     return list(parsed.scores) if hasattr(parsed, 'scores') and parsed.scores else [parsed]
 
