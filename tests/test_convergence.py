@@ -118,3 +118,17 @@ def test_converge_grid_writes_stopping_verdict_and_sampler_tables(dataset, tmp_p
     assert (out / 'sampler_diagnostics.png').stat().st_size > 1000
     assert 'Where each run stopped' in (out / 'CONVERGENCE.md').read_text()
     assert '--early_stop_patience' in (out / 'runs' / 'random' / 'seed0' / 'train.log').read_text()
+
+
+@pytest.mark.parametrize('flags, warned', [(['fpu', 'avx2'], True), (['avx2', 'avx512_bf16'], False),
+                                           (['avx2', 'amx_bf16'], False)])
+def test_grid_warns_when_the_cpu_emulates_bf16(monkeypatch, capsys, flags, warned):
+    """The grid's budget trains in bf16 autocast: on a CPU without bf16 instructions that is ~3x slower than float32,
+    and a researcher should hear it before hours go by."""
+    import experiments
+    monkeypatch.setattr(experiments, 'cpu_info', lambda: (['AMD EPYC'] * 2, flags))
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    experiments.warn_if_bf16_is_emulated(experiments.CPU_TRAIN_ONLY)
+    assert ('no bf16 instructions' in capsys.readouterr().err) == warned
+    experiments.warn_if_bf16_is_emulated(['--num_chunk', '4'])  # float32 runs: nothing to say
+    assert capsys.readouterr().err == ''
