@@ -278,8 +278,7 @@ def warn_if_bf16_is_emulated(train_flags):
           'minutes', file=sys.stderr, flush=True)
 
 
-@exit_on_user_error
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=usage_examples(__doc__),
                                      formatter_class=HelpFormatter)
     parser.add_argument('--data_path', default=os.path.join(HERE, 'data', 'demo'), help='dataset of every run')
@@ -301,32 +300,30 @@ def main():
     parser.add_argument('--report_only', action='store_true', help='only rebuild tables and figures')
     parser.add_argument('--allow_other_data', action='store_true',
                         help='add runs to a results folder made on data with other checksums')
-    args = parser.parse_args()
-    apply_mode(args)
-    if not os.path.isfile(os.path.join(args.data_path, 'tags.npy')):
-        raise UserError(f'no dataset at {args.data_path}; build it with `python make_demo_data.py` or pass --data_path')
-    os.makedirs(args.out, exist_ok=True)
-    start = time.time()
-    checksums = {} if args.report_only else check_same_data(args.out, args.data_path, args.allow_other_data)
-    args.provenance = f'{git_commit()}; machine: {machine()}'
-    if not args.report_only:
-        warn_if_bf16_is_emulated(args.train_only)
-    unseen_file = os.path.join(args.out, 'zeroshot_tags.txt')
-    if not os.path.isfile(unseen_file):  # the same unseen tags for every seed and loss
-        tags = np.load(os.path.join(args.data_path, 'tags.npy'))
+    return parser
+
+
+def write_unseen_tags(out, data_path):
+    """The zero-shot runs' unseen tags, drawn once: the same for every seed and loss."""
+    unseen_file = os.path.join(out, 'zeroshot_tags.txt')
+    if not os.path.isfile(unseen_file):
+        tags = np.load(os.path.join(data_path, 'tags.npy'))
         unseen = sorted(np.random.default_rng(0).choice(tags, size=min(8, len(tags) // 4), replace=False).tolist())
         with open(unseen_file, 'w') as f:
             f.write('\n'.join(unseen) + '\n')
-    if not args.report_only:
-        jobs = [(name, seed) for seed in args.seeds for name in args.configs
-                if not (name in ONE_SEED and seed != args.seeds[0])]
-        for k, (name, seed) in enumerate(jobs):
-            t = time.time()
-            status = run_one(name, seed, args)
-            print(f'[{k + 1}/{len(jobs)}] {name} seed {seed}: {status} ({time.time() - t:.0f} s)', flush=True)
-    sections = make_report(args.out, args.data_path)
-    if args.converge:
-        sections += make_convergence_report(args.out)
+
+
+def run_all(args):
+    jobs = [(name, seed) for seed in args.seeds for name in args.configs
+            if not (name in ONE_SEED and seed != args.seeds[0])]
+    for k, (name, seed) in enumerate(jobs):
+        t = time.time()
+        status = run_one(name, seed, args)
+        print(f'[{k + 1}/{len(jobs)}] {name} seed {seed}: {status} ({time.time() - t:.0f} s)', flush=True)
+
+
+def record_run_info(args, checksums, start):
+    """One line in RUN_INFO.md: the command (no credential of --extra), commit, time, budget, machine, data."""
     commit = git_commit()
     commits = commits_of_runs(args.out)
     if len(commits) > 1:
@@ -335,7 +332,7 @@ def main():
     data = ', '.join(f'{name} {digest[:12]}' for name, digest in checksums.items())
     seconds, counted = compute_seconds(args.out)
     grid_time = f' (the {counted} runs under {args.out}: {seconds / 60:.0f} min of TRAIN + TEST in all)' if counted else ''
-    command = shlex.join(public_argv([os.path.basename(sys.argv[0])] + sys.argv[1:]))  # no credential of --extra
+    command = shlex.join(public_argv([os.path.basename(sys.argv[0])] + sys.argv[1:]))
     with open(os.path.join(args.out, 'RUN_INFO.md'), 'a') as f:
         f.write(f'- {time.strftime("%Y-%m-%d %H:%M:%S")}: `{command}`'
                 f' at commit {commit}, wall time {time.time() - start:.0f} s{grid_time}, budget flags '
@@ -344,6 +341,26 @@ def main():
                 f'machine: {machine()}' + (f'; data {args.data_path} sha256: {data}' if data else '') +
                 (f'; WARNING: runs trained at {len(commits)} commits: {", ".join(commits)}' if len(commits) > 1 else '')
                 + '\n')
+
+
+@exit_on_user_error
+def main():
+    args = build_parser().parse_args()
+    apply_mode(args)
+    if not os.path.isfile(os.path.join(args.data_path, 'tags.npy')):
+        raise UserError(f'no dataset at {args.data_path}; build it with `python make_demo_data.py` or pass --data_path')
+    os.makedirs(args.out, exist_ok=True)
+    start = time.time()
+    checksums = {} if args.report_only else check_same_data(args.out, args.data_path, args.allow_other_data)
+    args.provenance = f'{git_commit()}; machine: {machine()}'
+    write_unseen_tags(args.out, args.data_path)
+    if not args.report_only:
+        warn_if_bf16_is_emulated(args.train_only)
+        run_all(args)
+    sections = make_report(args.out, args.data_path)
+    if args.converge:
+        sections += make_convergence_report(args.out)
+    record_run_info(args, checksums, start)
     print('\n\n'.join(sections))
 
 
