@@ -24,6 +24,9 @@ NOISE = re.compile('|'.join([
 ]))
 # raised inside Lightning's own code by a torch API it calls (not by ours): nothing for a user to change
 LIGHTNING_DEPRECATIONS = [r'`isinstance\(treespec, LeafSpec\)` is deprecated']
+# warnings about a case main.py settles before Lightning looks: another run's checkpoints in --model_save_path are
+# refused (checkpoint.claim_run_folder), and our own logs/ there set this one off on every fresh TRAIN
+SETTLED = [r'Checkpoint directory .* exists and is not empty']
 LOGGERS = ('pytorch_lightning', 'lightning_fabric', 'lightning', 'lightning.pytorch', 'lightning.fabric')
 
 
@@ -45,7 +48,7 @@ def quiet_lightning():
         logger = logging.getLogger(name)
         if not any(isinstance(f, DropNoise) for f in logger.filters):
             logger.addFilter(DropNoise())
-    for message in LIGHTNING_DEPRECATIONS:
+    for message in LIGHTNING_DEPRECATIONS + SETTLED:
         warnings.filterwarnings('ignore', message=message)
 
 

@@ -12,7 +12,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--n_channels', '8', '--batch_size', '16', '--epoch_size', '32', '--num_chunk', '2', '--n_epochs', '1',
         '--logger', 'none', '--accelerator', 'cpu']
 NOISE = ['Tip:', 'litlogger', 'litmodels', 'GPU available', 'TPU available', 'was configured so 100%',
-         'Seed set to', 'LeafSpec', 'is deprecated', '`Trainer.fit` stopped', "{'num_workers'", 'Total FLOPs']
+         'Seed set to', 'LeafSpec', 'is deprecated', '`Trainer.fit` stopped', "{'num_workers'", 'Total FLOPs',
+         'exists and is not empty']
 
 
 def console(*argv):
@@ -24,7 +25,8 @@ def console(*argv):
 
 
 def test_train_and_test_consoles_hold_no_noise(dataset, tmp_path):
-    train = console('--data_path', dataset['root'], '--model_save_path', str(tmp_path / 'ck'), *TINY)
+    # a logger that writes into the run folder, as run.sh's default does (Lightning then finds it not empty)
+    train = console('--data_path', dataset['root'], '--model_save_path', str(tmp_path / 'ck'), *TINY, '--logger', 'csv')
     test = console('--mode', 'TEST', '--data_path', dataset['root'], '--model_load_path',
                    str(tmp_path / 'ck' / 'best.ckpt'), *TINY)
     for name, text in (('TRAIN', train), ('TEST', test)):
