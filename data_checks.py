@@ -112,11 +112,19 @@ def real_matrix(array, path, what, fix):
 
 
 def text_vector(array, path, what, fix):
-    """A 1-D array of strings (numpy str or bytes) as str; anything else is refused."""
+    """A 1-D array of strings (numpy str, or bytes of UTF-8 text) as str; anything else is refused."""
     if array.dtype.kind not in 'US' or array.ndim != 1:
         raise UserError(f'{path} holds a {array.dtype} array of shape {array.shape}; {what} must be a 1-D array of '
                         f'strings: {fix}')
-    return array.astype(str)
+    if array.dtype.kind == 'U':
+        return array.astype(str)
+    for i, value in enumerate(array.tolist()):  # numpy would decode bytes as ASCII only, with a traceback
+        try:
+            value.decode('utf-8')
+        except UnicodeDecodeError:
+            raise UserError(f'{path} entry {i} is {value!r}, bytes that are not UTF-8 text; {what} must be strings: '
+                            f'{fix}') from None
+    return np.array([value.decode('utf-8') for value in array.tolist()], dtype=str)
 
 
 def require_utf8(path, fix):
