@@ -118,13 +118,14 @@ def text_vector(array, path, what, fix):
                         f'strings: {fix}')
     if array.dtype.kind == 'U':
         return array.astype(str)
+    texts = []
     for i, value in enumerate(array.tolist()):  # numpy would decode bytes as ASCII only, with a traceback
         try:
-            value.decode('utf-8')
+            texts.append(value.decode('utf-8'))
         except UnicodeDecodeError:
             raise UserError(f'{path} entry {i} is {value!r}, bytes that are not UTF-8 text; {what} must be strings: '
                             f'{fix}') from None
-    return np.array([value.decode('utf-8') for value in array.tolist()], dtype=str)
+    return np.array(texts, dtype=str)
 
 
 def require_utf8(path, fix):
