@@ -20,7 +20,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-# (base width, batch): the demo budget of run.sh and experiments.py, and the size measured in the issue tracker
+# (base width, batch): the demo budget of run.sh and experiments.py, and a wider model at a smaller batch
 SIZES = [(32, 64), (64, 32)]
 FAST_PATHS = {'fp32': ('32-true', False), 'bf16': ('bf16-mixed', False), 'bf16+cl': ('bf16-mixed', True)}
 

@@ -143,7 +143,7 @@ class Searcher:
         w2v = resolve_w2v_path(self.meta['w2v_type'], data_path or self.meta.get('data_path'),
                                w2v_path or self.meta.get('w2v_path'))
         if not (w2v_path or data_path) and not is_plain_word_vectors(w2v):
-            w2v = None  # named by meta.json, not by the user: a gensim pickle there could run code (issue 19)
+            w2v = None  # named by meta.json, not by the user: a gensim pickle there could run code when unpickled
         self.encoder = QueryEncoder(model, tag_vectors, w2v)
 
     def tags_of(self, i):

@@ -1,4 +1,4 @@
-"""Issue 19, by kind: data well-formed but wrong in meaning, flags that leave nothing to compute, run folders never
+"""Bad inputs by kind: data well-formed but wrong in meaning, flags that leave nothing to compute, run folders never
 mixed, checkpoints that would score nonsense, credentials in URIs and --extra, audio that is not finite. Each bad
 input ends in one `error:` line and exit code 2 before any work, with nothing written."""
 import json
