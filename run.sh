@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Train the acoustic model with balanced-weighted sampling (the paper's best setting), then TEST its best checkpoint.
 #   bash run.sh                                  # embedded demo dataset: set up, build it if missing, train, test
+#   bash run.sh                                  # again: resumes from MODEL_SAVE_PATH/last.ckpt, then tests again
 #   DATA_PATH=/data/msd100 bash run.sh           # your data (e.g. the released splits): the original's settings
 #   LOGGER=mlflow bash run.sh                    # track the run in ./mlruns.db; ends with the dashboard's command
 #   INPUT_TYPE=hybrid NEPTUNE_PROJECT=me/tags NEPTUNE_API_KEY=... bash run.sh   # hosted Neptune is gone: offline mode
@@ -39,6 +40,10 @@ tracking=()
 [ -n "${LOGGER:-}" ] && tracking+=(--logger "$LOGGER")
 [ -n "${MLFLOW_URI:-}" ] && tracking+=(--mlflow_uri "$MLFLOW_URI")
 common=(--input_type "$INPUT_TYPE" --w2v_type "$W2V_TYPE" --is_subset "${IS_SUBSET:-False}" --data_path "$DATA_PATH")
+# a second run.sh resumes the first from its last.ckpt: an interrupted TRAIN goes on, a finished one trains no further
+# (main.py refuses to mix a new run into a folder holding another's checkpoints), and TEST runs again
+resume=()
+[ -f "$MODEL_SAVE_PATH/last.ckpt" ] && resume=(--ckpt_path "$MODEL_SAVE_PATH/last.ckpt")
 # shellcheck disable=SC2086
 $PY -u main.py \
   --mode TRAIN \
@@ -46,7 +51,7 @@ $PY -u main.py \
   --is_balanced True \
   "${common[@]}" \
   --model_save_path "$MODEL_SAVE_PATH" \
-  "${budget[@]}" "${neptune[@]}" "${tracking[@]}" ${EXTRA_ARGS:-}
+  "${budget[@]}" "${neptune[@]}" "${tracking[@]}" "${resume[@]}" ${EXTRA_ARGS:-}
 # shellcheck disable=SC2086
 $PY -u main.py --mode TEST "${common[@]}" --model_load_path "$MODEL_SAVE_PATH/best.ckpt" \
   --result_path "$MODEL_SAVE_PATH/test" ${EXTRA_ARGS:-}

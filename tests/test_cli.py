@@ -85,3 +85,18 @@ def test_gpu_id_reads_as_the_originals(gpu_id, devices, monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     config = cli.build_parser().parse_args(['--gpu_id', gpu_id])
     assert cli.resolve_devices(config) == ('gpu', devices)
+
+
+def test_run_sh_twice_resumes_instead_of_failing(dataset, tmp_path):
+    """README's first command must work a second time: the run folder then holds the first run's checkpoints, which
+    main.py refuses to mix with a new run; run.sh resumes from last.ckpt instead (a finished run trains no further)."""
+    env = {**os.environ, 'DATA_PATH': dataset['root'], 'MODEL_SAVE_PATH': str(tmp_path / 'run'), 'LOGGER': 'none',
+           'EXTRA_ARGS': ' '.join(TINY[:-4])}
+    first = subprocess.run(['bash', 'run.sh'], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    best = (tmp_path / 'run' / 'best.ckpt').read_bytes()
+    second = subprocess.run(['bash', 'run.sh'], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert '--ckpt_path' in second.stdout and 'trained 2 steps' in second.stdout, second.stdout[-2000:]
+    assert (tmp_path / 'run' / 'best.ckpt').read_bytes() == best  # nothing of the first run lost
+    assert (tmp_path / 'run' / 'test' / 'summary.json').is_file() and 'random scores (expected)' in second.stdout
