@@ -267,15 +267,18 @@ def apply_mode(args):
 
 def warn_if_bf16_is_emulated(train_flags):
     """The CPU budget trains in bf16 autocast, 3x faster than float32 on a CPU with bf16 instructions; on one
-    without them, 2.8x slower (bench.py --only train: 5.6 s against 2.0 s a step at width 32, batch 64)."""
+    without them, 2.7x slower (bench.py --only train: 4.6 s against 1.7 s a step at width 32, batch 64)."""
     import torch
     _, flags = cpu_info()
-    if '--precision' not in train_flags or train_flags[train_flags.index('--precision') + 1] != 'bf16-mixed' or \
+    # argparse keeps the last value, so a --precision in --extra overrides the budget's
+    precisions = [train_flags[i + 1] for i, flag in enumerate(train_flags[:-1]) if flag == '--precision']
+    if not precisions or precisions[-1] != 'bf16-mixed' or \
             torch.cuda.is_available() or not flags or {'avx512_bf16', 'amx_bf16'} & set(flags):
         return
     print('warning: this CPU has no bf16 instructions (avx512_bf16 or amx_bf16), so the runs\' bf16 autocast is '
           'emulated: about 3x slower than float32 here (a CPU with them runs it 3x faster); expect hours a run, not '
-          'minutes', file=sys.stderr, flush=True)
+          'minutes, or train in float32 with --extra="--precision 32 --channels_last False"', file=sys.stderr,
+          flush=True)
 
 
 def build_parser():
@@ -355,7 +358,7 @@ def main():
     args.provenance = f'{git_commit()}; machine: {machine()}'
     write_unseen_tags(args.out, args.data_path)
     if not args.report_only:
-        warn_if_bf16_is_emulated(args.train_only)
+        warn_if_bf16_is_emulated(args.train_only + shlex.split(args.extra))
         run_all(args)
     sections = make_report(args.out, args.data_path)
     if args.converge:

@@ -132,3 +132,6 @@ def test_grid_warns_when_the_cpu_emulates_bf16(monkeypatch, capsys, flags, warne
     assert ('no bf16 instructions' in capsys.readouterr().err) == warned
     experiments.warn_if_bf16_is_emulated(['--num_chunk', '4'])  # float32 runs: nothing to say
     assert capsys.readouterr().err == ''
+    # --extra="--precision 32" comes after the budget's flags and wins, as it does in main.py's argparse
+    experiments.warn_if_bf16_is_emulated(experiments.CPU_TRAIN_ONLY + ['--precision', '32'])
+    assert capsys.readouterr().err == ''
