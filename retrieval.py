@@ -78,12 +78,13 @@ def mel_of(audio, sr=None):
 class Model:
     """A trained checkpoint, ready: song and word embeddings, and tag scores over its tag `vocabulary`."""
 
-    def __init__(self, network, info, tags, tag_vectors, w2v_path=None, input_length=173, num_chunk=8):
+    def __init__(self, network, info, tags, tag_vectors, w2v_path=None, input_length=173, num_chunk=8,
+                 lexicon_path=None):
         from search_query import QueryEncoder
         self.network, self.info = network, info
         self.device = next(network.parameters()).device
         self.vocabulary = [str(t) for t in tags]
-        self.words = QueryEncoder(network, dict(zip(self.vocabulary, tag_vectors)), w2v_path)
+        self.words = QueryEncoder(network, dict(zip(self.vocabulary, tag_vectors)), w2v_path, lexicon_path)
         self.tag_embeddings = self.words.tag_embeddings
         self.input_length, self.num_chunk = input_length, num_chunk
 
@@ -105,8 +106,10 @@ class Model:
             subset = is_subset if is_subset is not None else bool(config.get('is_subset', False))
             data = SplitData(data_path, subset, w2v_type, 'spec', splits=())
             tags, tag_vectors = data.tags, data.tag_vectors
+        from search_terms import dataset_lexicon
         return cls(network, info, tags, np.asarray(tag_vectors, dtype=np.float32),
-                   resolve_w2v_path(w2v_type, data_path, w2v_path), **chunking)
+                   resolve_w2v_path(w2v_type, data_path, w2v_path), lexicon_path=dataset_lexicon(data_path),
+                   **chunking)
 
     def embed_spectrograms(self, specs, batch_size=16):
         """(n, 256) unit embeddings of (128, T) log-mel spectrograms, chunked and averaged as TEST does."""

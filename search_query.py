@@ -15,7 +15,7 @@ import numpy as np
 from errors import NotFound, UserError
 from search_index import set_search_params
 from search_store import read_index
-from search_terms import Interpreter, UnknownWord, check_mode  # noqa: F401 (UnknownWord: raised through here)
+from search_terms import Interpreter, UnknownWord, check_mode, dataset_lexicon  # noqa: F401 (UnknownWord: raised through here)
 
 
 def is_plain_word_vectors(path):
@@ -57,12 +57,13 @@ class QueryEncoder:
                 space and the mean pushed through the tag branch
 
     model: anything with word_to_embedding (a full model or its tag branch), in eval mode, on CPU.
-    tag_vectors: {tag: vector}; w2v_path: the full word vectors for other words (loaded on first need)."""
+    tag_vectors: {tag: vector}; w2v_path: the full word vectors for other words (loaded on first need);
+    lexicon_path: words that name tags (None: the shipped tag_lexicon.tsv)."""
 
-    def __init__(self, model, tag_vectors, w2v_path=None):
+    def __init__(self, model, tag_vectors, w2v_path=None, lexicon_path=None):
         self.model = model
         self.word_dim = model.fc1.in_features
-        self.words = Interpreter(tag_vectors, w2v_path)
+        self.words = Interpreter(tag_vectors, w2v_path, lexicon_path)
         self.w2v_path = w2v_path
         self._tag_embeddings = None
         self._sentence = None
@@ -140,11 +141,12 @@ class Searcher:
                             f'{self.meta["word_dim"]}-d model ({str(error).splitlines()[0]}); '
                             f'{rebuild_hint(index_path, self.meta)}') from None
         tag_vectors = dict(zip(files.tag_names, files.tag_vectors)) if files.tag_vectors is not None else {}
-        w2v = resolve_w2v_path(self.meta['w2v_type'], data_path or self.meta.get('data_path'),
-                               w2v_path or self.meta.get('w2v_path'))
+        data = data_path or self.meta.get('data_path')
+        w2v = resolve_w2v_path(self.meta['w2v_type'], data, w2v_path or self.meta.get('w2v_path'))
         if not (w2v_path or data_path) and not is_plain_word_vectors(w2v):
             w2v = None  # named by meta.json, not by the user: a gensim pickle there could run code when unpickled
-        self.encoder = QueryEncoder(model, tag_vectors, w2v)
+        # a lexicon is text, read as text: one in the data folder that meta.json names is safe to read
+        self.encoder = QueryEncoder(model, tag_vectors, w2v, dataset_lexicon(data))
 
     def tags_of(self, i):
         f = self.files
@@ -197,7 +199,8 @@ def describe(meaning):
     """The interpretation in one line: the tags and weights, then where the words' tags came from."""
     if meaning['mode'] == 'average':
         return 'words averaged in word space: ' + ' + '.join(t['text'] for t in meaning['terms'])
-    notes = [f'{t["text"]} -> ' + ', '.join(f'{m["tag"]} {m["similarity"]:.2f}' for m in t['tags'])
+    notes = [f'{t["text"]} -> ' + ', '.join(f'{m["tag"]} ' + (f'({m["relation"]})' if 'relation' in m
+                                                              else f'{m["similarity"]:.2f}') for m in t['tags'])
              for t in meaning['terms'] if t['kind'] != 'tag']
     notes += [f'dropped: {", ".join(meaning["stop_words"])}'] if meaning['stop_words'] else []
     notes += [f'{u["word"]!r} near no tag' + (f' (best {u["nearest"]} {u["similarity"]:.2f})' if u['nearest'] else '')

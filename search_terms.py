@@ -5,8 +5,10 @@
     meaning['tags']     # [{'tag': 'baroque', 'weight': 1.0}, {'tag': 'accordion', 'weight': 0.05}, ...]
 
 A query is split into comma-separated parts, each read left to right: the longest run of words that is a tag
-("smooth jazz" or smooth_jazz for a multi-word tag) is that tag, weight 1; a stop word is dropped; any other word
-(or a phrase of the full word vectors) is mapped to its nearest tags by the cosine of the word vectors: at most
+("smooth jazz" or smooth_jazz for a multi-word tag; "reels" for reel, "string" for strings) is that tag, weight 1;
+a stop word is dropped; a word or phrase of tag_lexicon.tsv (WordNet's names for the tags: fiddle -> violin,
+middle ages -> medieval) is its tags, weight 1 shared among them; any other word (or a phrase of the full word
+vectors) is mapped to its nearest tags by the cosine of the word vectors: at most
 TOP_TAGS tags, each at least MIN_SIMILARITY and within MARGIN of the best, their weights the similarities scaled
 to add up to 1, and the word then counts WORD_WEIGHT of a typed tag. A known word with no tag that near is shown as
 unmapped; an unknown word is shown with the nearest spellings and, when no word of the query is known, it is the
@@ -31,6 +33,9 @@ MARGIN = 0.1
 # (docs/queries.md). A query of words alone is unchanged by it (the query vector is normalised), so there the words
 # keep their weights.
 WORD_WEIGHT = 0.15
+LEXICON_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'tag_lexicon.tsv')
+# terms that say which tag is meant: a typed tag, and a word the lexicon names the tag with (fiddle: violin)
+EXACT = ('tag', 'lexicon')
 SUGGESTION_VOCAB = 200_000  # nearest-word suggestions come from the most frequent words of the full vectors
 # English function words, and words every song of a music catalogue matches ("music", "song", "played"), which
 # therefore say nothing about which songs are meant
@@ -61,6 +66,57 @@ def words_of(part):
     return [re.sub(r"'s$", '', w) for w in words if w]
 
 
+def word_forms(text):
+    """text, then its singular or plural forms: a user types "reels" for the tag reel, "string" for strings."""
+    forms = [text, text + 's', text + 'es']
+    if text.endswith('ies'):
+        forms.append(text[:-3] + 'y')
+    if text.endswith('es'):
+        forms.append(text[:-2])
+    if text.endswith('s') and not text.endswith('ss'):
+        forms.append(text[:-1])
+    return forms
+
+
+# the relations tag_lexicon.py writes, closest first; one a researcher writes that is not here ranks after them
+RELATIONS = ('synonym', 'place', 'period', 'part', 'kind of', 'part of a part', 'family', 'described as')
+
+
+def closest(entries):
+    """A word's tags of its closest relation only: Paris is a part of France, and a part of a part (Texas) of the
+    United States; the user means France."""
+    rank = [RELATIONS.index(r) if r in RELATIONS else len(RELATIONS) for _, r in entries]
+    return [entry for entry, r in zip(entries, rank) if r == min(rank)]
+
+
+def read_lexicon(path, tags):
+    """{word or phrase: [(tag, relation)]} for the given tags, from word<TAB>tag<TAB>relation lines (tag_lexicon.py
+    writes them from WordNet; a researcher may add lines). No file: no lexicon, the word vectors alone map words."""
+    lexicon, tags = {}, set(tags)
+    if not path or not os.path.isfile(path):
+        return lexicon
+    with open(path, encoding='utf-8') as f:
+        for number, line in enumerate(f, 1):
+            fields = line.rstrip('\n').split('\t')
+            if not line.strip() or line.startswith('#'):
+                continue
+            if len(fields) != 3:
+                raise UserError(f'{path} line {number}: {line.strip()!r} is not word<TAB>tag<TAB>relation; fix or '
+                                'delete the line')
+            word, tag, relation = normalise_tag(fields[0]), normalise_tag(fields[1]), fields[2].strip()
+            for form in dict.fromkeys([word, word.replace(' ', '').replace('-', '')]):  # squeeze box: squeezebox
+                if tag in tags and form and form not in tags:  # a tag always means itself
+                    lexicon.setdefault(form, []).append((tag, relation))
+    return {word: closest(entries) for word, entries in lexicon.items()}
+
+
+def dataset_lexicon(data_path):
+    """DATA_PATH/tag_lexicon.tsv when a dataset has its own (`tag_lexicon.py --tags DATA/tag_categories.tsv --out
+    DATA/tag_lexicon.tsv` for tags of your own); None: the one beside this file."""
+    path = os.path.join(data_path, 'tag_lexicon.tsv') if data_path else None
+    return path if path and os.path.isfile(path) else None
+
+
 class UnknownWord(UserError):
     """A word neither a tag nor in the full vectors; `suggestions` holds the nearest known spellings."""
 
@@ -87,15 +143,17 @@ def nearest_tags(similarities, tags, top=TOP_TAGS, floor=MIN_SIMILARITY, margin=
 
 class Interpreter:
     """Reads queries over a tag vocabulary: tag_vectors {tag: word vector}; w2v_path: the full word vectors for
-    other words (loaded on first need: queries made of tags and stop words never load them)."""
+    other words (loaded on first need: queries made of tags and stop words never load them); lexicon_path: words
+    that name tags (None: tag_lexicon.tsv beside this file; '': none)."""
 
-    def __init__(self, tag_vectors, w2v_path=None):
+    def __init__(self, tag_vectors, w2v_path=None, lexicon_path=None):
         self.tag_vectors = {normalise_tag(str(k)): np.asarray(v, dtype=np.float32).ravel()
                             for k, v in tag_vectors.items()}
         self.tags = list(self.tag_vectors)
+        self.lexicon = read_lexicon(LEXICON_FILE if lexicon_path is None else lexicon_path, self.tags)
         self.tag_matrix = (np.stack(list(self.tag_vectors.values())) if self.tag_vectors
                            else np.zeros((0, 1), np.float32))
-        self.max_span = max([3] + [len(t.split()) for t in self.tags])
+        self.max_span = max([3] + [len(t.split()) for t in self.tags] + [len(w.split()) for w in self.lexicon])
         self.w2v_path = w2v_path
         self._full = None
 
@@ -106,11 +164,22 @@ class Interpreter:
             self._full = load_keyed_vectors(self.w2v_path, '--w2v_path')
         return self._full
 
-    def lookup(self, words, full):
+    def tag_of(self, words, loose=True):
+        """The tag a run of words names (loose: in the singular or the plural too); None when it names none."""
+        text = normalise_tag(' '.join(words))
+        return next((f for f in (word_forms(text) if loose else [text]) if f in self.tag_vectors), None)
+
+    def lexicon_entry(self, words):
+        """The lexicon's tags for a run of words (singular or plural), as (text, [(tag, relation)], 'lexicon')."""
+        text = normalise_tag(' '.join(words))
+        form = next((f for f in word_forms(text) if f in self.lexicon), None)
+        return (form, self.lexicon[form], 'lexicon') if form else None
+
+    def lookup(self, words, full, loose=True):
         """(key, vector, is_tag) for a run of words: a tag, else a word or phrase ('smooth_jazz') of the full
         vectors; None when neither."""
-        tag = normalise_tag(' '.join(words))
-        if tag in self.tag_vectors:
+        tag = self.tag_of(words, loose)
+        if tag is not None:
             return tag, self.tag_vectors[tag], True
         if full is not None:
             from word_vectors import vocab_key
@@ -124,17 +193,19 @@ class Interpreter:
 
     def match(self, words, i, full, drop_stop_words):
         """(term or None, words consumed) at words[i]: the longest tag, a stop word (dropped), the longest word or
-        phrase of the full vectors without a stop word in it, else one unknown word (term None)."""
+        phrase of the lexicon or the full vectors without a stop word in it, else one unknown word (term None).
+        Without drop_stop_words (the former averaging) words are read as typed: no plurals, no lexicon."""
         spans = range(min(len(words), i + self.max_span), i, -1)
         for j in spans:
-            if normalise_tag(' '.join(words[i:j])) in self.tag_vectors:
-                return self.lookup(words[i:j], None), j - i
+            if self.tag_of(words[i:j], drop_stop_words) is not None:
+                return self.lookup(words[i:j], None, drop_stop_words), j - i
         if drop_stop_words and words[i].lower() in STOP_WORDS:
             return 'stop', 1
         for j in spans:
             if drop_stop_words and any(w.lower() in STOP_WORDS for w in words[i:j]):
                 continue
-            hit = self.lookup(words[i:j], full)
+            hit = self.lexicon_entry(words[i:j]) if drop_stop_words else None
+            hit = hit or self.lookup(words[i:j], full, drop_stop_words)
             if hit is not None:
                 return hit, j - i
         return None, 1
@@ -181,7 +252,10 @@ class Interpreter:
             raise self.unknown_word(unknown[0])
         terms, unmapped, loose = [], [], []
         for text, key, vector, is_tag in found:
-            if is_tag:
+            if is_tag == 'lexicon':  # vector: [(tag, relation)]; the word means them all, equally
+                terms.append({'text': text, 'kind': 'lexicon',
+                              'tags': [(tag, 1.0, 1.0 / len(vector), relation) for tag, relation in vector]})
+            elif is_tag:
                 terms.append({'text': text, 'kind': 'tag', 'tags': [(key, 1.0, 1.0)]})
             elif mapper is None:
                 self.map_word(text, vector, terms, unmapped)
@@ -214,10 +288,11 @@ class Interpreter:
             raise UserError(f'no word of {query!r} is close to a tag of this index ({why}; a word must reach a '
                             f'similarity of {MIN_SIMILARITY}); the tags: {", ".join(self.tags)}')
         weights = {}
-        typed = any(term['kind'] == 'tag' for term in terms)  # without a typed tag the scale changes nothing
+        typed = any(term['kind'] in EXACT for term in terms)  # without a typed tag the scale changes nothing
         for term in terms:
-            term['tags'] = [{'tag': t, 'similarity': round(s, 4), 'weight': round(w, 4)} for t, s, w in term['tags']]
-            scale = WORD_WEIGHT if typed and term['kind'] != 'tag' else 1.0
+            term['tags'] = [dict(zip(('tag', 'similarity', 'weight', 'relation'), (t, round(s, 4), round(w, 4)) +
+                                     tuple(rest))) for t, s, w, *rest in term['tags']]
+            scale = WORD_WEIGHT if typed and term['kind'] not in EXACT else 1.0
             for tag in term['tags']:
                 weights[tag['tag']] = weights.get(tag['tag'], 0.0) + scale * tag['weight']
         ranked = sorted(weights.items(), key=lambda item: -item[1])

@@ -20,6 +20,14 @@ WORDS = {'keyboard': np.array([1, .95, .9, 0, 0, 0]),       # near piano, harpsi
          'the': np.ones(6), 'music': np.array([1, 1, 1, 1, 0, 0])}  # stop words, though the vectors know them
 
 
+@pytest.fixture(autouse=True)
+def no_lexicon(monkeypatch):
+    """These tests check the word-vector path, with similarities known in advance: no WordNet lexicon (its own tests
+    are in test_search_lexicon.py)."""
+    import search_terms
+    monkeypatch.setattr(search_terms, 'LEXICON_FILE', '')
+
+
 @pytest.fixture(scope='module')
 def w2v_path(tmp_path_factory):
     from gensim.models import KeyedVectors
