@@ -8,16 +8,18 @@ search_terms reads the file (no WordNet at search time): a query word listed the
 finds violin, `squeezebox` accordion, `hymns` chorale and `vienna` austrian, where the demo's 50-d word vectors put
 them nearest other tags. Only a tag's senses that belong to its category are read (the instrument `organ`, not the
 body part), and only relations that keep the meaning:
-    synonym     the other words of the sense            (violin: fiddle; accordion: squeeze box)
-    kind of     words for kinds of it, two levels down (flute: fife; organ: pipe organ)
-    family      what it is a kind of, two levels up    (chorale: hymn; harpsichord: clavier, keyboard instrument),
-                and X of a compound "X instrument"     (piano, organ: keyboard; trumpet: brass)
-    place       a location tag's country or region   (austrian: austria)
-    part, part of a part    its parts, their parts, and their adjectives (austrian: vienna, viennese; italian: naples)
-    period      an era tag's period                     (medieval: middle ages, dark ages)
-    described as  people and places whose definition names the tag (Bach: german, baroque; Chopin: polish, piano)
-Words that are tags themselves are left out (a tag always means itself). Moods are left out: WordNet's senses of
-fast, slow, major and minor are not musical ones.
+    synonym       the other words of the sense          (violin: fiddle; accordion: squeeze box; organ: pipe organ)
+    kind of       kinds of it, two levels down          (flute: fife, piccolo; guitar: ukulele)
+    family        what it is a kind of: two levels up for an instrument, one for a genre (chorale: hymn;
+                  harpsichord: clavier, keyboard instrument), and X of "X instrument" (piano, organ: keyboard)
+    place         a location tag's country or region    (austrian: austria)
+    part, part of a part   its parts, their parts and their adjectives, proper names only (austrian: vienna,
+                  viennese; italian: naples)
+    period        an era tag's period                   (medieval: middle ages, dark ages)
+    described as  the one person or place of that name whose definition names a location, era or instrument tag
+                  (bach: "German baroque organist..." -> german, baroque; liszt: piano)
+A theme (love, wedding, film) gets its first sense's synonyms only. Moods are left out: WordNet's senses of fast,
+slow, major and minor are not musical ones. A word that is a tag of an index is read as that tag first.
 """
 import argparse
 import csv
@@ -158,8 +160,8 @@ def read_tag(net, tag, category, adjectives_of):
                   if net.reaches(k, CATEGORY_ROOTS[kind])]
         senses = [k for k in senses if net.words(k)[0] in (word, word + '_music')] or senses
         return [pair for k in senses for pair in sense_words(net, k, 2 if kind == 'instrument' else 1)]
-    if kind == 'theme':  # what a theme is a kind of is no longer the theme (death: change, event)
-        return [pair for k in net.senses(word, 'n')[:1] for pair in sense_words(net, k, 0)]
+    if kind == 'theme':  # synonyms only: kinds of a theme's first sense stray (action: appearance; travel: leg)
+        return [(w, 'synonym') for k in net.senses(word, 'n')[:1] for w in net.words(k)]
     # the adjective's noun (irish: Ireland), or the place whose native the noun is (a Czech: the Czech Republic)
     places = [p for k in net.senses(word, 'a') for p in net.related(k, 'pertains')]
     places += [p for k in net.senses(word, 'n') for p in net.related(k, 'member of')] if kind == 'location' else []
@@ -171,11 +173,19 @@ def read_tag(net, tag, category, adjectives_of):
     return []
 
 
+def first_sense_is_musical(net, tag):
+    """Whether a word's commonest sense is the instrument: piano, violin; not string ("a string of islands")."""
+    senses = net.senses(tag.replace(' ', '_'), 'n')
+    return bool(senses) and net.reaches(senses[0], CATEGORY_ROOTS['instrument'])
+
+
 def described_as(net, tags):
     """(name, tag) for the people and places whose WordNet definition names a tag of an instrument, a location or
     an era (Bach: "German baroque organist..." -> german, baroque; Brahms -> german, romantic). Moods, themes and
-    genres are left out: "a major port" is not in a major key, "an industrial city" is no industrial music."""
-    wanted = {t: c for t, c in tags.items() if CATEGORY_OF.get(c) in ('instrument', 'location', 'era')}
+    genres are left out: "a major port" is not in a major key, "an industrial city" is no industrial music; so are
+    instruments whose commonest sense is another thing (string, organ)."""
+    wanted = {t: c for t, c in tags.items() if CATEGORY_OF.get(c) in ('location', 'era') or (
+        CATEGORY_OF.get(c) == 'instrument' and first_sense_is_musical(net, t))}
     longest = max([len(t.split()) for t in wanted] + [1])
     found = []
     for name, keys in net.index.items():
