@@ -49,7 +49,7 @@ def stopping_rows(out):
             best_step = max(points, key=lambda step: (points[step], -step))
             rows.append([name, seed, config.get('trained_steps', max(points)),
                          'plateau' if config.get('stopped_early') else 'step cap', best_step,
-                         f'{points[best_step]:.4f}', f'{test_map:.4f}'])
+                         f'{points[best_step]:.4f}', f'{test_map:.4f}', config.get('precision', '32-true')])
     return rows
 
 
@@ -117,7 +117,9 @@ def make_convergence_report(out):
     if stops:
         sections.append('### Where each run stopped\n\n' + write_table(
             out, 'table_stopping', ['model', 'seed', 'stopped at step', 'ended by', 'best valid MAP at step',
-                                    'best valid MAP', 'TEST MAP'], stops))
+                                    'best valid MAP', 'TEST MAP', 'trained in'], stops,
+            'trained in: the precision of TRAIN (TEST is float32 for all). A seed\'s three runs share one precision '
+            'and one demo build, so every paired difference compares like with like.'))
     pairs = budget_vs_converged_rows(out)
     if any(row[5] != '0' for row in pairs):
         sections.append('### Tab1 at the budget and at convergence\n\n' + write_table(

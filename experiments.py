@@ -33,6 +33,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -103,7 +104,8 @@ def run_one(name, seed, args):
     last = os.path.join(folder, 'last.ckpt')
     if not os.path.isfile(os.path.join(folder, 'best.ckpt')) or os.path.isfile(last):
         resume = ['--ckpt_path', last] if os.path.isfile(last) else []
-        record_provenance(folder, 'TRAIN' + (' (resumed)' if resume else '') + f' at commit {args.provenance}')
+        record_provenance(folder, 'TRAIN' + (' (resumed)' if resume else '') + f' at commit {args.provenance}; '
+                          f'precision {train_precision(args.train_only + shlex.split(args.extra))}')
         train = [sys.executable, '-u', os.path.join(HERE, 'main.py'), '--mode', 'TRAIN', '--model_save_path', folder,
                  *mlflow_flags(name, seed, args)] + common[:-len(shlex.split(args.extra)) or None] + \
             args.train_only + shlex.split(args.extra) + resume
@@ -270,9 +272,7 @@ def warn_if_bf16_is_emulated(train_flags):
     without them, 2.7x slower (bench.py --only train: 4.6 s against 1.7 s a step at width 32, batch 64)."""
     import torch
     _, flags = cpu_info()
-    # argparse keeps the last value, so a --precision in --extra overrides the budget's
-    precisions = [train_flags[i + 1] for i, flag in enumerate(train_flags[:-1]) if flag == '--precision']
-    if not precisions or precisions[-1] != 'bf16-mixed' or \
+    if train_precision(train_flags) != 'bf16-mixed' or \
             torch.cuda.is_available() or not flags or {'avx512_bf16', 'amx_bf16'} & set(flags):
         return
     print('warning: this CPU has no bf16 instructions (avx512_bf16 or amx_bf16), so the runs\' bf16 autocast is '
@@ -316,9 +316,49 @@ def write_unseen_tags(out, data_path):
             f.write('\n'.join(unseen) + '\n')
 
 
+SAME_PRECISION = {'32': '32-true', '64': '64-true', '16': '16-mixed', 'bf16': 'bf16-mixed'}
+
+
+def train_precision(flags):
+    """The precision TRAIN gets from these flags: the last --precision wins, as in argparse (default 32-true)."""
+    values = [flags[i + 1] for i, flag in enumerate(flags[:-1]) if flag == '--precision']
+    value = values[-1] if values else '32-true'
+    return SAME_PRECISION.get(value, value)
+
+
+def recorded_precision(folder):
+    """The precision a run was trained in: its config.json (finished) or its provenance (started), else None."""
+    config_file, provenance = os.path.join(folder, 'config.json'), os.path.join(folder, 'provenance.txt')
+    if os.path.isfile(config_file):
+        with open(config_file) as f:
+            value = str(json.load(f).get('precision', '32-true'))
+        return SAME_PRECISION.get(value, value)
+    if os.path.isfile(provenance):
+        found = re.findall(r'; precision (\S+)$', open(provenance).read(), flags=re.M)
+        return found[-1] if found else None
+    return None
+
+
+def check_seed_precisions(args, jobs):
+    """A seed's runs are compared pairwise (report.py), so they must all train in one precision: refuse to start
+    one in another precision than a run of the same seed already has."""
+    wanted = train_precision(args.train_only + shlex.split(args.extra))
+    for name, seed in jobs:
+        if os.path.isfile(os.path.join(run_dir(args.out, name, seed), 'test', 'summary.json')):
+            continue  # finished: nothing will train
+        for other in args.configs:
+            have = recorded_precision(run_dir(args.out, other, seed))
+            if have is not None and have != wanted:
+                raise UserError(f'{name} seed {seed} would train in {wanted}, but {other} seed {seed} under '
+                                f'{args.out} was trained in {have}: the runs of a seed are compared pairwise, so they '
+                                f'must share one precision; pass --extra="--precision {have}" (or remove {other} '
+                                f'seed {seed} to start that seed anew)')
+
+
 def run_all(args):
     jobs = [(name, seed) for seed in args.seeds for name in args.configs
             if not (name in ONE_SEED and seed != args.seeds[0])]
+    check_seed_precisions(args, jobs)
     for k, (name, seed) in enumerate(jobs):
         t = time.time()
         status = run_one(name, seed, args)

@@ -33,6 +33,16 @@ def build_parser():
     add('--num_workers', type=non_negative_int, default=0, help='DataLoader worker processes')
     add('--mode', type=str, default='TRAIN', choices=['TRAIN', 'TEST'], help='train, or test a checkpoint')
 
+    add_original_arguments(parser)
+    new = parser.add_argument_group('added by this reimplementation')
+    add_training_arguments(new)
+    add_tracking_arguments(new)
+    add_schedule_arguments(new)
+    return parser
+
+
+def add_original_arguments(parser):
+    """The original's flags, with its defaults."""
     model = parser.add_argument_group('model parameters (the original\'s)')
     model.add_argument('--batch_size', type=positive_int, default=128, help='triplets per step (eval: batch_size // num_chunk songs)')
     model.add_argument('--num_chunk', type=positive_int, default=8, help='chunks averaged per song in evaluation')
@@ -58,7 +68,9 @@ def build_parser():
     train.add_argument('--neptune_api_key', type=str, default='.', help='enables Neptune; prefer the environment variable NEPTUNE_API_TOKEN (it wins when both are set). '
                        'Never printed or saved')
 
-    new = parser.add_argument_group('added by this reimplementation')
+
+def add_training_arguments(new):
+    """Seeds, model width, loss, devices and precision, resuming."""
     new.add_argument('--seed', type=seed_arg, default=0, help='seeds torch, numpy and every training draw')
     new.add_argument('--epoch_size', type=positive_int, default=10000, help='training samples per epoch')
     new.add_argument('--n_channels', type=positive_int, default=128, help='CNN base width (layers use 1x,2x,4x)')
@@ -85,6 +97,10 @@ def build_parser():
     new.add_argument('--ckpt_path', type=str, default=None, help='resume TRAIN from this checkpoint')
     new.add_argument('--overwrite', type=str2bool, default=False, metavar=BOOL,
                      help='TRAIN into a --model_save_path that holds another run: delete its checkpoints first')
+
+
+def add_tracking_arguments(new):
+    """Where runs are logged and results written."""
     new.add_argument('--logger', type=str, default=None, choices=['tensorboard', 'csv', 'mlflow', 'neptune', 'none'],
                      help='None: neptune when --neptune_project/--neptune_api_key are given, else tensorboard')
     new.add_argument('--mlflow_uri', type=str, default=None,
@@ -97,6 +113,10 @@ def build_parser():
                      help='offline records under .neptune/ with no network')
     new.add_argument('--result_path', type=str, default=None,
                      help='where TEST writes per_tag.csv, summary.json, scores.npy; None: <checkpoint dir>/test')
+
+
+def add_schedule_arguments(new):
+    """How long TRAIN runs, when it stops and validates, how much of each split it reads."""
     new.add_argument('--max_steps', type=max_steps_arg, default=-1, help='stop after this many steps (-1: no limit)')
     new.add_argument('--early_stop_patience', type=non_negative_int, default=0,
                      help='stop TRAIN once the valid MAP has not improved by more than --early_stop_min_delta for '
@@ -112,7 +132,6 @@ def build_parser():
     new.add_argument('--check_val_every_n_epoch', type=positive_int, default=1,
                      help='validate (and select best.ckpt) every N epochs; the original: every epoch')
     new.add_argument('--limit_test_batches', type=int_or_float, default=1.0, help='batches (int) or fraction in TEST')
-    return parser
 
 
 def resolve_devices(config):

@@ -117,23 +117,27 @@ def bench_query_latency(n_songs=1_000_000, dim=256, nlist=4096, nprobes=(16, 32)
         del ivf
 
     if hnsw_m:
-        probe = min(n_songs, 20000)
-        start = time.perf_counter()
-        build_faiss_index(songs[:probe], 'hnsw', hnsw_m=hnsw_m, ef_construction=ef_construction)
-        # insertion cost grows ~log(n): extrapolate the probe's rate with that factor
-        projected = (time.perf_counter() - start) * n_songs / probe * np.log(n_songs) / np.log(probe)
-        name = f'HNSW{hnsw_m} efSearch={ef_search}'
-        if projected <= hnsw_max_build_s:
-            start = time.perf_counter()
-            hnsw = build_faiss_index(songs, 'hnsw', hnsw_m=hnsw_m, ef_construction=ef_construction,
-                                     ef_search=ef_search)
-            measure(name, hnsw, time.perf_counter() - start, exact)
-        else:
-            rows.append({'index': name, 'skipped': f'projected build {projected:.0f} s > {hnsw_max_build_s:.0f} s'})
-            print(f'  {name:<28} skipped: build projected at ~{projected:.0f} s on this machine '
-                  f'(> {hnsw_max_build_s:.0f} s allowed; efConstruction {ef_construction})', flush=True)
+        bench_hnsw(songs, measure, rows, hnsw_m, ef_construction, ef_search, hnsw_max_build_s, exact)
     print(f'  total {time.perf_counter() - t0:.1f} s', flush=True)
     return rows
+
+
+def bench_hnsw(songs, measure, rows, hnsw_m, ef_construction, ef_search, max_build_s, exact):
+    """HNSW when its build is projected to take at most max_build_s here; else a row that says it was skipped."""
+    n_songs, probe = len(songs), min(len(songs), 20000)
+    start = time.perf_counter()
+    build_faiss_index(songs[:probe], 'hnsw', hnsw_m=hnsw_m, ef_construction=ef_construction)
+    # insertion cost grows ~log(n): extrapolate the probe's rate with that factor
+    projected = (time.perf_counter() - start) * n_songs / probe * np.log(n_songs) / np.log(probe)
+    name = f'HNSW{hnsw_m} efSearch={ef_search}'
+    if projected <= max_build_s:
+        start = time.perf_counter()
+        hnsw = build_faiss_index(songs, 'hnsw', hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search)
+        measure(name, hnsw, time.perf_counter() - start, exact)
+    else:
+        rows.append({'index': name, 'skipped': f'projected build {projected:.0f} s > {max_build_s:.0f} s'})
+        print(f'  {name:<28} skipped: build projected at ~{projected:.0f} s on this machine '
+              f'(> {max_build_s:.0f} s allowed; efConstruction {ef_construction})', flush=True)
 
 
 def main(argv=None):

@@ -107,12 +107,17 @@ def upload_answer(index, audio, body, filename, k):
 
 def create_app(index, audio_dir=None, query_mode='tags'):
     """The FastAPI app: the page, the JSON API and the audio, over an opened retrieval.Index."""
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse
-
+    from fastapi import FastAPI
     app = FastAPI(title='tag-based music retrieval', docs_url=None, redoc_url=None, openapi_url=None)
-    audio = AudioFiles(index, audio_dir)
+    add_error_handlers(app)
+    add_routes(app, index, AudioFiles(index, audio_dir), query_mode)
+    return app
+
+
+def add_error_handlers(app):
+    """Every failure is a JSON {'error': ...}: 400 for a user's mistake, 404 for what is not there, 500 otherwise."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
 
     @app.exception_handler(UserError)
     async def user_error(request, error):
@@ -132,6 +137,11 @@ def create_app(index, audio_dir=None, query_mode='tags'):
     async def unexpected(request, error):  # never a traceback to the client; the server goes on
         return JSONResponse({'error': f'internal error: {type(error).__name__}: {error}'.splitlines()[0]},
                             status_code=500)
+
+
+def add_routes(app, index, audio, query_mode):
+    from fastapi import Request
+    from fastapi.responses import FileResponse
 
     @app.get('/')
     def page():
@@ -166,8 +176,6 @@ def create_app(index, audio_dir=None, query_mode='tags'):
         body = await request.body()
         # decoding takes seconds: off the event loop, so that other requests are answered meanwhile
         return await run_in_threadpool(upload_answer, index, audio, body, filename, check_k(k))
-
-    return app
 
 
 def serve(index, host='127.0.0.1', port=8000, audio_dir=None, query_mode='tags'):

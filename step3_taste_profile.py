@@ -125,38 +125,18 @@ def run(data_path, factors_path=None, index_path=None, allow_missing=False, pref
     report = Report('step3')
     track_ids = read_song_rows(data_path, prefix)
     report.log(f'songs (rows of {prefix}binaries.npy): {len(track_ids)}', n_songs=len(track_ids))
-
     if taste_profile:
         factors_path = factors_path or os.path.join(data_path, prefix + 'item_factors_MSD.npy')
         index_path = index_path or os.path.join(data_path, prefix + 'items_index_MSD.tsv')
-        plays = read_taste_profile(taste_profile)
-        item_factors, items, user_items = factorise(plays, factors, iterations, regularization, alpha,
-                                                    confidence, seed, num_threads)
-        atomic_save_npy(factors_path, item_factors)
-        atomic_write_bytes(index_path, ''.join(f'{item}\n' for item in items).encode())
-        report.log(f'ALS on {taste_profile}: {len(plays)} lines, {user_items.shape[0]} users, '
-                   f'{user_items.shape[1]} items, {user_items.nnz} user-item pairs; factors={factors} '
-                   f'iterations={iterations} regularization={regularization} alpha={alpha} '
-                   f'confidence={confidence} seed={seed}; wrote {factors_path} and {index_path}',
-                   taste_profile=taste_profile, users=user_items.shape[0], items=user_items.shape[1],
-                   pairs=user_items.nnz, als={'factors': factors, 'iterations': iterations,
-                                              'regularization': regularization, 'alpha': alpha,
-                                              'confidence': confidence, 'seed': seed})
+        als = {'factors': factors, 'iterations': iterations, 'regularization': regularization, 'alpha': alpha,
+               'confidence': confidence, 'seed': seed}
+        write_factor_table(report, taste_profile, factors_path, index_path, als, num_threads)
     else:
         factors_path = factors_path or os.path.join(data_path, 'item_factors_MSD.npy')
         index_path = index_path or os.path.join(data_path, 'items_index_MSD.tsv')
 
     item_factors, index = read_factor_table(factors_path, index_path)
-    row_of_id = pd.Series(np.arange(len(index)), index=index)
-    repeated = row_of_id.index.duplicated()
-    row_of_id = row_of_id[~repeated]  # a repeated id keeps its first row
-    report.log(f'item factors: {item_factors.shape[0]} items x {item_factors.shape[1]} dims '
-               f'({int(repeated.sum())} repeated ids ignored)', factors_shape=item_factors.shape)
-
-    position = row_of_id.reindex(track_ids).fillna(-1).to_numpy(dtype=np.int64)
-    missing = track_ids[position < 0]
-    report.log(f'songs with factors: {len(track_ids) - len(missing)}; without: {len(missing)}'
-               + (f' (e.g. {", ".join(missing[:5])})' if len(missing) else ''), missing=missing.tolist())
+    position, missing = factor_rows(report, item_factors, index, track_ids)
     if len(missing) and not allow_missing:
         report_file = report.save(data_path, prefix)
         hint = (f'; no id matches at all: the index holds ids like {index[0]!r}, the songs are track ids like '
@@ -173,6 +153,34 @@ def run(data_path, factors_path=None, index_path=None, allow_missing=False, pref
                                                   if len(missing) else ''), zero_rows=len(missing))
     report.save(data_path, prefix)
     return 0
+
+
+def write_factor_table(report, taste_profile, factors_path, index_path, als, num_threads):
+    """ALS on a play-count file: the item factors and their ids, written where step 3 then reads them."""
+    plays = read_taste_profile(taste_profile)
+    item_factors, items, user_items = factorise(plays, als['factors'], als['iterations'], als['regularization'],
+                                                als['alpha'], als['confidence'], als['seed'], num_threads)
+    atomic_save_npy(factors_path, item_factors)
+    atomic_write_bytes(index_path, ''.join(f'{item}\n' for item in items).encode())
+    report.log(f'ALS on {taste_profile}: {len(plays)} lines, {user_items.shape[0]} users, '
+               f'{user_items.shape[1]} items, {user_items.nnz} user-item pairs; '
+               + ' '.join(f'{k}={v}' for k, v in als.items()) + f'; wrote {factors_path} and {index_path}',
+               taste_profile=taste_profile, users=user_items.shape[0], items=user_items.shape[1],
+               pairs=user_items.nnz, als=als)
+
+
+def factor_rows(report, item_factors, index, track_ids):
+    """Each song's row in the factor table (-1: none) and the songs without one; a repeated id keeps its first row."""
+    row_of_id = pd.Series(np.arange(len(index)), index=index)
+    repeated = row_of_id.index.duplicated()
+    row_of_id = row_of_id[~repeated]
+    report.log(f'item factors: {item_factors.shape[0]} items x {item_factors.shape[1]} dims '
+               f'({int(repeated.sum())} repeated ids ignored)', factors_shape=item_factors.shape)
+    position = row_of_id.reindex(track_ids).fillna(-1).to_numpy(dtype=np.int64)
+    missing = track_ids[position < 0]
+    report.log(f'songs with factors: {len(track_ids) - len(missing)}; without: {len(missing)}'
+               + (f' (e.g. {", ".join(missing[:5])})' if len(missing) else ''), missing=missing.tolist())
+    return position, missing
 
 
 @exit_on_user_error

@@ -135,3 +135,33 @@ def test_grid_warns_when_the_cpu_emulates_bf16(monkeypatch, capsys, flags, warne
     # --extra="--precision 32" comes after the budget's flags and wins, as it does in main.py's argparse
     experiments.warn_if_bf16_is_emulated(experiments.CPU_TRAIN_ONLY + ['--precision', '32'])
     assert capsys.readouterr().err == ''
+
+
+def test_a_seed_keeps_one_precision(tmp_path):
+    """A seed's runs are paired in the verdicts: a run may not start in another precision than its seed's others
+    (seeds 0 and 1 of the study trained in bf16; later seeds on a CPU without bf16 train in float32)."""
+    import argparse
+    import json
+
+    import experiments
+    from errors import UserError
+    for name, seed, precision in (('random', 0, 'bf16-mixed'), ('random', 2, '32')):
+        folder = tmp_path / 'runs' / name / f'seed{seed}'
+        (folder / 'test').mkdir(parents=True)
+        (folder / 'config.json').write_text(json.dumps({'precision': precision}))
+        (folder / 'test' / 'summary.json').write_text('{}')
+    started = tmp_path / 'runs' / 'balanced' / 'seed2'
+    started.mkdir(parents=True)
+    (started / 'provenance.txt').write_text('2026-12-07 20:19:50 TRAIN at commit abc; precision 32-true\n')
+    args = argparse.Namespace(out=str(tmp_path), configs=['random', 'balanced', 'balanced_weighted'],
+                              train_only=list(experiments.CPU_TRAIN_ONLY), extra='--precision 32')
+    jobs = [(name, seed) for seed in (0, 2) for name in args.configs]
+    with pytest.raises(UserError, match=r'balanced seed 0 would train in 32-true, but random seed 0 .* was trained '
+                                        r'in bf16-mixed: .* pass --extra="--precision bf16-mixed"'):
+        experiments.check_seed_precisions(args, jobs)
+    experiments.check_seed_precisions(args, [j for j in jobs if j[1] == 2])  # '32' is '32-true': no conflict
+    args.extra = ''  # the budget's bf16 for seed 2: refused, the provenance of a started run counts too
+    with pytest.raises(UserError, match=r'balanced seed 2 would train in bf16-mixed, but random seed 2'):
+        experiments.check_seed_precisions(args, [j for j in jobs if j[1] == 2])
+    assert experiments.recorded_precision(str(started)) == '32-true'
+    assert experiments.train_precision(['--precision', 'bf16-mixed', '--precision', '32']) == '32-true'
