@@ -122,25 +122,10 @@ class SplitData:
         self.tag_vectors = load_word_vectors(w2v_file, self.tags.tolist())
         self.word_dim = self.tag_vectors.shape[1]
 
-        self.cf = None
-        self.cf_dim = None
-        if input_type in ('cf', 'hybrid'):
-            cf_file = path('ix_to_cf.npy')
-            cf_fix = 'build it with step3_taste_profile.py'
-            self.cf = real_matrix(load_array(cf_file, 'item factors', cf_fix), cf_file, 'the item factors', cf_fix)
-            if len(self.cf) < len(self.binaries):
-                raise UserError(f'{cf_file} has shape {self.cf.shape}, expected ({len(self.binaries)}, dim): one '
-                                'row per row of binaries.npy; rebuild it with step3_taste_profile.py')
-            self.cf_dim = self.cf.shape[1]
-            if cf_standardise:  # not the original's (it concatenates the raw factors): zero mean, unit variance
-                self.cf = standardise_columns(self.cf)
-
-        self.categories = None
-        category_file = path('tag_categories.tsv')
-        if os.path.isfile(category_file):
-            lines = read_utf8_lines(category_file, 'It maps tags to categories: tag<TAB>category lines.')
-            found = dict(line.split('\t')[:2] for line in lines if '\t' in line)
-            self.categories = np.array([found.get(t, 'unknown') for t in self.tags])
+        self.cf = self.read_item_factors(path('ix_to_cf.npy'), cf_standardise) if input_type in ('cf', 'hybrid') \
+            else None
+        self.cf_dim = None if self.cf is None else self.cf.shape[1]
+        self.categories = self.read_categories(path('tag_categories.tsv'))
 
         refuse_meaningless(self, splits)
         refuse_non_finite(self, splits)
@@ -149,6 +134,24 @@ class SplitData:
         if input_type in ('spec', 'hybrid'):
             for split in splits:
                 self.check_spectrograms(self.ids[split][1])
+
+    def read_item_factors(self, cf_file, cf_standardise):
+        """ix_to_cf.npy: one row of item factors per row of binaries.npy."""
+        cf_fix = 'build it with step3_taste_profile.py'
+        cf = real_matrix(load_array(cf_file, 'item factors', cf_fix), cf_file, 'the item factors', cf_fix)
+        if len(cf) < len(self.binaries):
+            raise UserError(f'{cf_file} has shape {cf.shape}, expected ({len(self.binaries)}, dim): one '
+                            'row per row of binaries.npy; rebuild it with step3_taste_profile.py')
+        # not the original's (it concatenates the raw factors): zero mean, unit variance
+        return standardise_columns(cf) if cf_standardise else cf
+
+    def read_categories(self, category_file):
+        """Each tag's category from tag_categories.tsv ('unknown' when unlisted); None without the file."""
+        if not os.path.isfile(category_file):
+            return None
+        lines = read_utf8_lines(category_file, 'It maps tags to categories: tag<TAB>category lines.')
+        found = dict(line.split('\t')[:2] for line in lines if '\t' in line)
+        return np.array([found.get(t, 'unknown') for t in self.tags])
 
     def check_spectrograms(self, track_ids):
         """Every song of the split has a (128, T) spectrogram: checked from the .npy headers alone."""
