@@ -79,7 +79,7 @@ def word_forms(text):
 
 
 # the relations tag_lexicon.py writes, closest first; one a researcher writes that is not here ranks after them
-RELATIONS = ('synonym', 'place', 'period', 'part', 'kind of', 'part of a part', 'family', 'described as')
+RELATIONS = ('spelled out', 'synonym', 'place', 'period', 'part', 'kind of', 'part of a part', 'family', 'described as')
 
 
 def closest(entries):
@@ -175,6 +175,22 @@ class Interpreter:
         form = next((f for f in word_forms(text) if f in self.lexicon), None)
         return (form, self.lexicon[form], 'lexicon') if form else None
 
+    def lexicon_phrase(self, words):
+        """A phrase of the lexicon that may outrank the tags inside it: a tag spelled out ("drum and bass" for
+        drumnbass, its inner stop words left out), or a phrase none of whose words is a tag ("middle ages"); "folk
+        ballads" stays the two tags folk and ballad, not WordNet's one kind of folk."""
+        if len(words) < 2:
+            return None
+        inner = [w for w in words if w.lower() not in STOP_WORDS]  # "drum and bass": drum bass; not "a drum"
+        hit = self.lexicon_entry(words) or (self.lexicon_entry(inner) if len(inner) > 1 and {
+            words[0].lower(), words[-1].lower()}.isdisjoint(STOP_WORDS) else None)  # "easy listening" as written
+        if hit is None:
+            return None
+        if any(relation == 'spelled out' for _, relation in hit[1]) or \
+                not any(self.tag_of([w]) for w in words if w.lower() not in STOP_WORDS):
+            return hit
+        return None
+
     def lookup(self, words, full, loose=True):
         """(key, vector, is_tag) for a run of words: a tag, else a word or phrase ('smooth_jazz') of the full
         vectors; None when neither."""
@@ -192,13 +208,17 @@ class Interpreter:
         return None
 
     def match(self, words, i, full, drop_stop_words):
-        """(term or None, words consumed) at words[i]: the longest tag, a stop word (dropped), the longest word or
-        phrase of the lexicon or the full vectors without a stop word in it, else one unknown word (term None).
+        """(term or None, words consumed) at words[i]: the longest tag or lexicon_phrase, a stop word (dropped), the
+        longest word or phrase of the lexicon or the full vectors without a stop word in it, else one unknown word
+        (term None).
         Without drop_stop_words (the former averaging) words are read as typed: no plurals, no lexicon."""
         spans = range(min(len(words), i + self.max_span), i, -1)
         for j in spans:
             if self.tag_of(words[i:j], drop_stop_words) is not None:
                 return self.lookup(words[i:j], None, drop_stop_words), j - i
+            hit = self.lexicon_phrase(words[i:j]) if drop_stop_words else None
+            if hit is not None:
+                return hit, j - i
         if drop_stop_words and words[i].lower() in STOP_WORDS:
             return 'stop', 1
         for j in spans:

@@ -8,6 +8,7 @@ search_terms reads the file (no WordNet at search time): a query word listed the
 finds violin, `squeezebox` accordion, `hymns` chorale and `vienna` austrian, where the demo's 50-d word vectors put
 them nearest other tags. Only a tag's senses that belong to its category are read (the instrument `organ`, not the
 body part), and only relations that keep the meaning:
+    spelled out   a tag's words in tag_words.tsv         (easylistening: easy listening; 80s: eighties)
     synonym       the other words of the sense          (violin: fiddle; accordion: squeeze box; organ: pipe organ)
     kind of       kinds of it, two levels down          (flute: fife, piccolo; guitar: ukulele)
     family        what it is a kind of: two levels up for an instrument, one for a genre (chorale: hymn;
@@ -209,32 +210,43 @@ def adjectives_by_noun(net):
 
 
 def read_tag_files(paths):
-    """{tag: category} from tag<TAB>...<TAB>category lines (tag_words.tsv, tag_categories.tsv); # lines skipped."""
-    tags = {}
+    """({tag: category}, {tag: its words}) from tag<TAB>category lines (tag_categories.tsv) and tag<TAB>words<TAB>
+    category lines (tag_words.tsv: easylistening -> easy listening); # lines skipped."""
+    tags, spelled = {}, {}
     for path in paths:
         if not os.path.isfile(path):
             raise UserError(f'no tag file {path}; pass --tags with tag<TAB>category lines')
         with open(path, encoding='utf-8') as f:
             for row in csv.reader(f, delimiter='\t'):
                 if row and not row[0].startswith('#') and len(row) >= 2:
-                    tags.setdefault(row[0].strip().lower().replace('_', ' '), row[-1].strip())
-    return tags
+                    tag = row[0].strip().lower().replace('_', ' ')
+                    tags.setdefault(tag, row[-1].strip())
+                    words = ' '.join(row[1].lower().split()) if len(row) >= 3 else tag
+                    if words != tag:
+                        spelled.setdefault(tag, words)
+    return tags, spelled
 
 
-def build(net, tags):
+def build(net, tags, spelled=None):
     """[(word, tag, relation)] sorted: each word once per tag, by its closest relation. A word that is a tag of an
-    index is read as that tag before the lexicon is asked, so tags of other datasets stay in (fiddle: violin)."""
+    index is read as that tag before the lexicon is asked, so tags of other datasets stay in (fiddle: violin).
+    spelled: {tag: its words} (easylistening: easy listening), also what WordNet is asked when the tag is unknown
+    to it (heavymetal: heavy metal)."""
+    spelled = spelled or {}
     adjectives_of = adjectives_by_noun(net)
     rank = {r: i for i, r in enumerate(RELATIONS)}
     best = {}
-    pairs = [(word, tag, relation) for tag, category in tags.items()
-             for word, relation in read_tag(net, tag, category, adjectives_of)]
+    pairs = [(words, tag, 'spelled out') for tag, words in spelled.items()]
+    for tag, category in tags.items():
+        found = read_tag(net, tag, category, adjectives_of)
+        pairs += [(word, tag, relation) for word, relation in found or
+                  (read_tag(net, spelled[tag], category, adjectives_of) if tag in spelled else [])]
     for word, tag, relation in pairs + [(name, tag, 'described as') for name, tag in described_as(net, tags)]:
-            if word == tag.replace(' ', '_'):
-                continue
-            key = (word.replace('_', ' '), tag)
-            if key not in best or rank[relation] < rank[best[key]]:
-                best[key] = relation
+        if word == tag.replace(' ', '_'):
+            continue
+        key = (word.replace('_', ' '), tag)
+        if key not in best or rank[relation] < rank[best[key]]:
+            best[key] = relation
     return sorted((word, tag, relation) for (word, tag), relation in best.items())
 
 
@@ -246,9 +258,9 @@ def main():
                         help='tag<TAB>...<TAB>category files; a tag in two takes the first file\'s category')
     parser.add_argument('--out', default=os.path.join(HERE, 'tag_lexicon.tsv'))
     args = parser.parse_args()
-    tags = read_tag_files(args.tags)
+    tags, spelled = read_tag_files(args.tags)
     net = WordNet(wordnet_dir())
-    rows = build(net, tags)
+    rows = build(net, tags, spelled)
     with open(args.out, 'w', encoding='utf-8', newline='') as f:
         f.write('# word<TAB>tag<TAB>relation, from WordNet 3.0 by tag_lexicon.py (its docstring says which relations);'
                 ' search_terms.py reads it. Edit freely: a line is a word that means the tag.\n')

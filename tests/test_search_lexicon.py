@@ -76,6 +76,22 @@ def test_compact_spellings_and_phrases_of_the_lexicon(lexicon, tmp_path):
         assert [t['tag'] for t in words.interpret(query)['tags']] == ['accordion'], query
 
 
+def test_a_phrase_outranks_the_tags_in_it_only_when_it_spells_out_a_tag(tmp_path):
+    tags = {'drum': EYE[0], 'bass': EYE[1], 'drumnbass': EYE[2], 'folk': EYE[3], 'ballad': EYE[4],
+            'easylistening': EYE[5]}
+    path = tmp_path / 'lexicon.tsv'
+    path.write_text('drum bass\tdrumnbass\tspelled out\nfolk ballad\tfolk\tkind of\n'
+                    'easy listening\teasylistening\tspelled out\n')
+    words = Interpreter(tags, None, str(path))
+    for query in ('drum and bass', 'drum bass'):  # the inner stop word is left out of the phrase
+        assert [t['tag'] for t in words.interpret(query)['tags']] == ['drumnbass'], query
+    assert [t['tag'] for t in words.interpret('drum, bass')['tags']] == ['drum', 'bass']  # parts stay apart
+    # a phrase with a stop word of its own ("listening") is found as written
+    assert [t['tag'] for t in words.interpret('some easy listening')['tags']] == ['easylistening']
+    # a WordNet phrase made of typed tags does not swallow them
+    assert [t['tag'] for t in words.interpret('folk ballads')['tags']] == ['folk', 'ballad']
+
+
 def test_the_reading_is_printed_and_combined_in_the_joint_space(lexicon, tmp_path):
     torch.manual_seed(0)
     model = TripletModel(8).eval()
@@ -171,7 +187,8 @@ def test_tag_lexicon_reads_wordnet_files(tmp_path):
     from tag_lexicon import WordNet, build
     write_wordnet(tmp_path)
     net = WordNet(str(tmp_path))
-    rows = build(net, {'violin': 'instrument', 'austrian': 'location', 'baroque': 'era', 'german': 'location'})
+    rows = build(net, {'violin': 'instrument', 'austrian': 'location', 'baroque': 'era', 'german': 'location',
+                       'violinmusic': 'instrument'}, spelled={'violinmusic': 'violin'})
     assert ('fiddle', 'violin', 'synonym') in rows and ('stradivarius', 'violin', 'kind of') in rows
     assert ('stringed', 'violin', 'family') in rows and ('stringed instrument', 'violin', 'family') in rows
     assert not any(word == 'musical instrument' for word, _, _ in rows)  # too general: names every instrument
@@ -179,6 +196,8 @@ def test_tag_lexicon_reads_wordnet_files(tmp_path):
             ('viennese', 'austrian', 'part')} <= set(rows)
     assert not any(word in ('key', 'cay') for word, _, _ in rows)  # a part that is no proper name
     assert ('bach', 'baroque', 'described as') in rows and ('bach', 'german', 'described as') in rows
+    # a tag WordNet does not know is asked by its words (tag_words.tsv): violinmusic -> violin
+    assert ('violin', 'violinmusic', 'spelled out') in rows and ('fiddle', 'violinmusic', 'synonym') in rows
     assert rows == sorted(rows) and len(rows) == len(set(rows))
 
 
