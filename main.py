@@ -310,8 +310,21 @@ def plateau_stopper(config):
     if not config.early_stop_patience:
         return None
     from pytorch_lightning.callbacks import EarlyStopping
-    return EarlyStopping(monitor='map', mode='max', patience=config.early_stop_patience,
-                         min_delta=config.early_stop_min_delta, strict=True, verbose=False)
+
+    class PlateauStopper(EarlyStopping):
+        def on_train_epoch_end(self, trainer, pl_module):
+            # With --max_steps Lightning resumes a last.ckpt saved at an epoch's end by running that end's hooks
+            # again, without validation (Lightning issue 18595): the MAP is missing and strict would fail. That
+            # epoch was already checked before the save, and its counters came back with the checkpoint.
+            if not trainer.fit_loop.restarted_on_epoch_end:
+                super().on_train_epoch_end(trainer, pl_module)
+
+        @property
+        def state_key(self):  # EarlyStopping's own, so the counters in checkpoints written before this class resume
+            return 'EarlyStopping' + repr({'monitor': self.monitor, 'mode': self.mode})
+
+    return PlateauStopper(monitor='map', mode='max', patience=config.early_stop_patience,
+                          min_delta=config.early_stop_min_delta, strict=True, verbose=False)
 
 
 @exit_on_user_error

@@ -165,3 +165,21 @@ def test_a_seed_keeps_one_precision(tmp_path):
         experiments.check_seed_precisions(args, [j for j in jobs if j[1] == 2])
     assert experiments.recorded_precision(str(started)) == '32-true'
     assert experiments.train_precision(['--precision', 'bf16-mixed', '--precision', '32']) == '32-true'
+
+
+def test_a_killed_run_with_a_step_cap_resumes_to_the_same_stop(dataset, tmp_path):
+    # a step cap makes Lightning restart on the saved epoch's end and run its end hooks again, with no validation
+    # metrics this time: the plateau check must not fail on the missing MAP, nor count that epoch twice
+    data, capped = dataset['root'], [*PLATEAU, '--max_steps', '80']
+    reference = run('--data_path', data, '--model_save_path', tmp_path / 'ref', *TINY, *capped)
+    last = kill_once_last_checkpoint_exists(data, str(tmp_path / 'killed'), *capped)
+    saved = torch.load(last, map_location='cpu', weights_only=True)
+    assert saved['epoch'] < 2
+    # saved under EarlyStopping's own key, so checkpoints written with plain EarlyStopping restore their counters
+    assert "EarlyStopping{'monitor': 'map', 'mode': 'max'}" in saved['callbacks']
+    resumed = run('--data_path', data, '--model_save_path', tmp_path / 'killed', *TINY, *capped, '--ckpt_path', last)
+    for folder in ('ref', 'killed'):
+        assert json.load(open(tmp_path / folder / 'config.json'))['trained_steps'] == 24
+    for name in ('last_model_path', 'best_model_path'):
+        a, b = weights(getattr(reference, name)), weights(getattr(resumed, name))
+        assert max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].numel()) == 0
