@@ -21,6 +21,7 @@ import numpy as np
 
 from paired_stats import paired_bootstrap, verdict
 from report import CLAIMS, curve_points, paired_difference, save_figure, write_table
+from run_precision import recorded_precision
 
 CONVERGE_CONFIGS = ('random', 'balanced', 'balanced_weighted')
 TAB1_CLAIMS = [c for c in CLAIMS if c[0].endswith('(Tab1)')]
@@ -49,7 +50,7 @@ def stopping_rows(out):
             best_step = max(points, key=lambda step: (points[step], -step))
             rows.append([name, seed, config.get('trained_steps', max(points)),
                          'plateau' if config.get('stopped_early') else 'step cap', best_step,
-                         f'{points[best_step]:.4f}', f'{test_map:.4f}', config.get('precision', '32-true')])
+                         f'{points[best_step]:.4f}', f'{test_map:.4f}', recorded_precision(folder)])
     return rows
 
 

@@ -33,7 +33,6 @@ import glob
 import hashlib
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from convergence_report import CONVERGE_CONFIGS, make_convergence_report
 from errors import UserError, exit_on_user_error
 from workers import kill_me_when_parent_dies
 from report import make_report
+from run_precision import check_seed_precisions, cpu_info, train_precision, warn_if_bf16_is_emulated
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BW = ['--is_balanced', 'True', '--is_weighted', 'True']
@@ -170,17 +170,6 @@ def data_checksums(data_path):
     return sums
 
 
-def cpu_info():
-    """(model names, one per core; flags) from /proc/cpuinfo; ([], []) where there is none."""
-    if not os.path.isfile('/proc/cpuinfo'):
-        return [], []
-    with open('/proc/cpuinfo') as f:
-        lines = f.read().splitlines()
-    names = [line.split(':', 1)[1].strip() for line in lines if line.startswith('model name')]
-    flags = next((line.split(':', 1)[1].split() for line in lines if line.startswith('flags')), [])
-    return names, flags
-
-
 def machine():
     """The CPU model and the torch build: bf16 and oneDNN kernels differ between CPUs, and so may the last digits."""
     import platform
@@ -267,20 +256,6 @@ def apply_mode(args):
         args.tests.append(('best_until_*.ckpt', 'test_budget'))
 
 
-def warn_if_bf16_is_emulated(train_flags):
-    """The CPU budget trains in bf16 autocast, 3x faster than float32 on a CPU with bf16 instructions; on one
-    without them, 2.7x slower (bench.py --only train: 4.6 s against 1.7 s a step at width 32, batch 64)."""
-    import torch
-    _, flags = cpu_info()
-    if train_precision(train_flags) != 'bf16-mixed' or \
-            torch.cuda.is_available() or not flags or {'avx512_bf16', 'amx_bf16'} & set(flags):
-        return
-    print('warning: this CPU has no bf16 instructions (avx512_bf16 or amx_bf16), so the runs\' bf16 autocast is '
-          'emulated: about 3x slower than float32 here (a CPU with them runs it 3x faster); expect hours a run, not '
-          'minutes, or train in float32 with --extra="--precision 32 --channels_last False"', file=sys.stderr,
-          flush=True)
-
-
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=usage_examples(__doc__),
                                      formatter_class=HelpFormatter)
@@ -316,49 +291,11 @@ def write_unseen_tags(out, data_path):
             f.write('\n'.join(unseen) + '\n')
 
 
-SAME_PRECISION = {'32': '32-true', '64': '64-true', '16': '16-mixed', 'bf16': 'bf16-mixed'}
-
-
-def train_precision(flags):
-    """The precision TRAIN gets from these flags: the last --precision wins, as in argparse (default 32-true)."""
-    values = [flags[i + 1] for i, flag in enumerate(flags[:-1]) if flag == '--precision']
-    value = values[-1] if values else '32-true'
-    return SAME_PRECISION.get(value, value)
-
-
-def recorded_precision(folder):
-    """The precision a run was trained in: its config.json (finished) or its provenance (started), else None."""
-    config_file, provenance = os.path.join(folder, 'config.json'), os.path.join(folder, 'provenance.txt')
-    if os.path.isfile(config_file):
-        with open(config_file) as f:
-            value = str(json.load(f).get('precision', '32-true'))
-        return SAME_PRECISION.get(value, value)
-    if os.path.isfile(provenance):
-        found = re.findall(r'; precision (\S+)$', open(provenance).read(), flags=re.M)
-        return found[-1] if found else None
-    return None
-
-
-def check_seed_precisions(args, jobs):
-    """A seed's runs are compared pairwise (report.py), so they must all train in one precision: refuse to start
-    one in another precision than a run of the same seed already has."""
-    wanted = train_precision(args.train_only + shlex.split(args.extra))
-    for name, seed in jobs:
-        if os.path.isfile(os.path.join(run_dir(args.out, name, seed), 'test', 'summary.json')):
-            continue  # finished: nothing will train
-        for other in args.configs:
-            have = recorded_precision(run_dir(args.out, other, seed))
-            if have is not None and have != wanted:
-                raise UserError(f'{name} seed {seed} would train in {wanted}, but {other} seed {seed} under '
-                                f'{args.out} was trained in {have}: the runs of a seed are compared pairwise, so they '
-                                f'must share one precision; pass --extra="--precision {have}" (or remove {other} '
-                                f'seed {seed} to start that seed anew)')
-
-
 def run_all(args):
     jobs = [(name, seed) for seed in args.seeds for name in args.configs
             if not (name in ONE_SEED and seed != args.seeds[0])]
-    check_seed_precisions(args, jobs)
+    check_seed_precisions(jobs, args.configs, lambda name, seed: run_dir(args.out, name, seed),
+                          train_precision(args.train_only + shlex.split(args.extra)))
     for k, (name, seed) in enumerate(jobs):
         t = time.time()
         status = run_one(name, seed, args)

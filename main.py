@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 from datetime import timedelta
 
 from cli_args import (BOOL, HelpFormatter, chunk_frames, devices_arg, int_or_float, learning_rate, non_negative_float,
@@ -196,6 +197,8 @@ def make_trainer(config, callbacks=(), logger=False):
 
     from solver import AtomicCheckpointIO
     accelerator, devices = resolve_devices(config)
+    if config.max_steps != -1:  # the rerun of a resumed epoch's end (plateau_stopper) has no MAP: nothing is wrong
+        warnings.filterwarnings('ignore', message=r"`ModelCheckpoint\(monitor='map'\)` could not find the monitored")
     settings = dict(default_root_dir=config.model_save_path, accelerator=accelerator, devices=devices,
                     plugins=[AtomicCheckpointIO()], num_nodes=config.num_nodes, strategy=make_strategy(config),
                     precision=config.precision, max_epochs=config.n_epochs, max_steps=config.max_steps,

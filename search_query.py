@@ -15,7 +15,8 @@ import numpy as np
 from errors import NotFound, UserError
 from search_index import set_search_params
 from search_store import read_index
-from search_terms import Interpreter, UnknownWord, check_mode, dataset_lexicon  # noqa: F401 (UnknownWord: raised through here)
+# UnknownWord is raised through here: callers catch it from this module
+from search_terms import Interpreter, UnknownWord, check_mode, dataset_lexicon  # noqa: F401
 
 
 def is_plain_word_vectors(path):

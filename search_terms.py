@@ -104,8 +104,10 @@ def read_lexicon(path, tags):
                 raise UserError(f'{path} line {number}: {line.strip()!r} is not word<TAB>tag<TAB>relation; fix or '
                                 'delete the line')
             word, tag, relation = normalise_tag(fields[0]), normalise_tag(fields[1]), fields[2].strip()
+            if tag not in tags:  # a tag of another dataset
+                continue
             for form in dict.fromkeys([word, word.replace(' ', '').replace('-', '')]):  # squeeze box: squeezebox
-                if tag in tags and form and form not in tags:  # a tag always means itself
+                if form and form not in tags:  # a tag always means itself
                     lexicon.setdefault(form, []).append((tag, relation))
     return {word: closest(entries) for word, entries in lexicon.items()}
 

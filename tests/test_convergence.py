@@ -126,24 +126,25 @@ def test_grid_warns_when_the_cpu_emulates_bf16(monkeypatch, capsys, flags, warne
     """The grid's budget trains in bf16 autocast: on a CPU without bf16 instructions that is ~3x slower than float32,
     and a researcher should hear it before hours go by."""
     import experiments
-    monkeypatch.setattr(experiments, 'cpu_info', lambda: (['AMD EPYC'] * 2, flags))
+    import run_precision
+    monkeypatch.setattr(run_precision, 'cpu_info', lambda: (['AMD EPYC'] * 2, flags))
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    experiments.warn_if_bf16_is_emulated(experiments.CPU_TRAIN_ONLY)
+    run_precision.warn_if_bf16_is_emulated(experiments.CPU_TRAIN_ONLY)
     assert ('no bf16 instructions' in capsys.readouterr().err) == warned
-    experiments.warn_if_bf16_is_emulated(['--num_chunk', '4'])  # float32 runs: nothing to say
+    run_precision.warn_if_bf16_is_emulated(['--num_chunk', '4'])  # float32 runs: nothing to say
     assert capsys.readouterr().err == ''
     # --extra="--precision 32" comes after the budget's flags and wins, as it does in main.py's argparse
-    experiments.warn_if_bf16_is_emulated(experiments.CPU_TRAIN_ONLY + ['--precision', '32'])
+    run_precision.warn_if_bf16_is_emulated(experiments.CPU_TRAIN_ONLY + ['--precision', '32'])
     assert capsys.readouterr().err == ''
 
 
 def test_a_seed_keeps_one_precision(tmp_path):
     """A seed's runs are paired in the verdicts: a run may not start in another precision than its seed's others
     (seeds 0 and 1 of the study trained in bf16; later seeds on a CPU without bf16 train in float32)."""
-    import argparse
     import json
 
     import experiments
+    import run_precision
     from errors import UserError
     for name, seed, precision in (('random', 0, 'bf16-mixed'), ('random', 2, '32')):
         folder = tmp_path / 'runs' / name / f'seed{seed}'
@@ -153,21 +154,25 @@ def test_a_seed_keeps_one_precision(tmp_path):
     started = tmp_path / 'runs' / 'balanced' / 'seed2'
     started.mkdir(parents=True)
     (started / 'provenance.txt').write_text('2026-12-07 20:19:50 TRAIN at commit abc; precision 32-true\n')
-    args = argparse.Namespace(out=str(tmp_path), configs=['random', 'balanced', 'balanced_weighted'],
-                              train_only=list(experiments.CPU_TRAIN_ONLY), extra='--precision 32')
-    jobs = [(name, seed) for seed in (0, 2) for name in args.configs]
+    configs = ['random', 'balanced', 'balanced_weighted']
+    jobs = [(name, seed) for seed in (0, 2) for name in configs]
+
+    def check(jobs, wanted):
+        run_precision.check_seed_precisions(jobs, configs, lambda name, seed: experiments.run_dir(tmp_path, name, seed),
+                                            run_precision.train_precision(experiments.CPU_TRAIN_ONLY + wanted))
     with pytest.raises(UserError, match=r'balanced seed 0 would train in 32-true, but random seed 0 .* was trained '
                                         r'in bf16-mixed: .* pass --extra="--precision bf16-mixed"'):
-        experiments.check_seed_precisions(args, jobs)
-    experiments.check_seed_precisions(args, [j for j in jobs if j[1] == 2])  # '32' is '32-true': no conflict
-    args.extra = ''  # the budget's bf16 for seed 2: refused, the provenance of a started run counts too
+        check(jobs, ['--precision', '32'])
+    check([j for j in jobs if j[1] == 2], ['--precision', '32'])  # '32' is '32-true': no conflict
+    # the budget's bf16 for seed 2: refused, the provenance of a started run counts too
     with pytest.raises(UserError, match=r'balanced seed 2 would train in bf16-mixed, but random seed 2'):
-        experiments.check_seed_precisions(args, [j for j in jobs if j[1] == 2])
-    assert experiments.recorded_precision(str(started)) == '32-true'
-    assert experiments.train_precision(['--precision', 'bf16-mixed', '--precision', '32']) == '32-true'
+        check([j for j in jobs if j[1] == 2], [])
+    assert run_precision.recorded_precision(str(started)) == '32-true'
+    assert run_precision.recorded_precision(str(tmp_path / 'runs' / 'random' / 'seed2')) == '32-true'
+    assert run_precision.train_precision(['--precision', 'bf16-mixed', '--precision', '32']) == '32-true'
 
 
-def test_a_killed_run_with_a_step_cap_resumes_to_the_same_stop(dataset, tmp_path):
+def test_a_killed_run_with_a_step_cap_resumes_to_the_same_stop(dataset, tmp_path, recwarn):
     # a step cap makes Lightning restart on the saved epoch's end and run its end hooks again, with no validation
     # metrics this time: the plateau check must not fail on the missing MAP, nor count that epoch twice
     data, capped = dataset['root'], [*PLATEAU, '--max_steps', '80']
@@ -178,6 +183,7 @@ def test_a_killed_run_with_a_step_cap_resumes_to_the_same_stop(dataset, tmp_path
     # saved under EarlyStopping's own key, so checkpoints written with plain EarlyStopping restore their counters
     assert "EarlyStopping{'monitor': 'map', 'mode': 'max'}" in saved['callbacks']
     resumed = run('--data_path', data, '--model_save_path', tmp_path / 'killed', *TINY, *capped, '--ckpt_path', last)
+    assert not [w for w in recwarn if 'could not find the monitored key' in str(w.message)]  # nothing is wrong
     for folder in ('ref', 'killed'):
         assert json.load(open(tmp_path / folder / 'config.json'))['trained_steps'] == 24
     for name in ('last_model_path', 'best_model_path'):
