@@ -24,6 +24,8 @@ from report import CLAIMS, curve_points, paired_difference, save_figure, write_t
 from run_precision import recorded_precision
 
 CONVERGE_CONFIGS = ('random', 'balanced', 'balanced_weighted')
+# the grid's budget: 12 epochs of 2,048 samples in batches of 64; each run also keeps its best checkpoint up to here
+BUDGET_STEPS = 384
 TAB1_CLAIMS = [c for c in CLAIMS if c[0].endswith('(Tab1)')]
 DIAGNOSTICS = ('train/negative_cos', 'train/uniform_negative_cos', 'train/zero_loss_rows')
 
@@ -120,7 +122,9 @@ def make_convergence_report(out):
             out, 'table_stopping', ['model', 'seed', 'stopped at step', 'ended by', 'best valid MAP at step',
                                     'best valid MAP', 'TEST MAP', 'trained in'], stops,
             'trained in: the precision of TRAIN (TEST is float32 for all). A seed\'s three runs share one precision '
-            'and one demo build, so every paired difference compares like with like.'))
+            'and one demo build, so every paired difference compares like with like.') +
+            '\n\n![curves](learning_curves.png)\n\n'
+            f'Valid MAP of every run to its stop; the budget ends at step {BUDGET_STEPS}.')
     pairs = budget_vs_converged_rows(out)
     if any(row[5] != '0' for row in pairs):
         sections.append('### Tab1 at the budget and at convergence\n\n' + write_table(

@@ -42,7 +42,7 @@ import numpy as np
 
 import tracking
 from cli_args import HelpFormatter, non_negative_int, public_argv, usage_examples
-from convergence_report import CONVERGE_CONFIGS, make_convergence_report
+from convergence_report import BUDGET_STEPS, CONVERGE_CONFIGS, make_convergence_report
 from errors import UserError, exit_on_user_error
 from workers import kill_me_when_parent_dies
 from report import make_report
@@ -73,7 +73,6 @@ CPU_TRAIN_ONLY = ['--num_chunk', '4', '--precision', 'bf16-mixed', '--channels_l
 # to a plateau: the budget's epochs become a ceiling (100 x 32 = 3,200 steps) and the plateau rule ends each run;
 # the checkpoint the budget run would have kept (best valid MAP up to 12 x 2,048 / 64 = 384 steps) is kept too, so
 # the verdicts at the budget and at convergence come from the same runs on the same data
-BUDGET_STEPS = 384
 PLATEAU = ['--early_stop_patience', '10', '--early_stop_min_delta', '0.001', '--max_steps', '3200']
 CONVERGE_EPOCHS = '100'
 DATA_FILES = ['tags.npy', 'binaries.npy', 'train_ids.npy', 'valid_ids.npy', 'test_ids.npy', 'train_tag_to_ix.pkl',

@@ -138,7 +138,8 @@ def curve_points(folder, column='map'):
     """{step: value} of one logged metric of a run (default: valid MAP), from its CSV logs (a resumed run has
     several versions)."""
     points = {}
-    for metrics in sorted(glob.glob(os.path.join(folder, 'logs', 'version_*', 'metrics.csv'))):
+    logs = glob.glob(os.path.join(folder, 'logs', 'version_*', 'metrics.csv'))
+    for metrics in sorted(logs, key=lambda path: int(path.split('version_')[-1].split(os.sep)[0])):  # 2 before 10
         with open(metrics) as f:
             for row in csv.DictReader(f):
                 if row.get(column):
