@@ -189,3 +189,14 @@ def test_a_killed_run_with_a_step_cap_resumes_to_the_same_stop(dataset, tmp_path
     for name in ('last_model_path', 'best_model_path'):
         a, b = weights(getattr(reference, name)), weights(getattr(resumed, name))
         assert max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].numel()) == 0
+
+
+def test_a_resumed_runs_logs_are_read_in_the_order_they_were_written(tmp_path):
+    """A step logged by two versions (a partial epoch run again after a kill) keeps the later version's value, and
+    version_10 is later than version_2."""
+    from report import curve_points
+    for version, value in ((2, 0.1), (10, 0.3), (9, 0.2)):
+        folder = tmp_path / 'logs' / f'version_{version}'
+        folder.mkdir(parents=True)
+        (folder / 'metrics.csv').write_text(f'epoch,map,step\n0,{value},31\n0,{value + 0.5},{version}\n')
+    assert curve_points(str(tmp_path)) == {31: 0.3, 2: 0.6, 9: 0.7, 10: 0.8}
