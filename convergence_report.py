@@ -5,7 +5,8 @@ by side, and what the distance-weighted sampler did over training (experiments.p
     from convergence_report import make_convergence_report; make_convergence_report('results/convergence')
 
 - table_stopping: per run, the step it stopped at, whether the plateau rule (not the step cap) ended it, the step
-  and value of its best valid MAP, and its TEST MAP.
+  and value of its best valid MAP, where the running mean of 5 validations peaks (the trend under the noise), and
+  its TEST MAP.
 - table_budget_vs_converged: the three Tab1 claims as paired differences (report.paired_difference: the same seeds
   and test songs, per tag, bootstrap over tags and seeds) at the budget (each run's best checkpoint up to the
   budget's step, TESTed into test_budget/) and at convergence (its best checkpoint, test/), and the change.
@@ -36,6 +37,21 @@ def run_folders(out, name):
             for folder in glob.glob(os.path.join(out, 'runs', name, 'seed*'))}
 
 
+SMOOTHING = 5  # validations in the running mean that shows a curve's trend under its epoch-to-epoch noise
+
+
+def smoothed_peak(points, width=SMOOTHING):
+    """(step, value) where the running mean of `width` consecutive validations peaks, the step being the middle
+    one's; a peak near the run's last step says the trend was still rising when the plateau rule stopped it (a single
+    lucky validation can set the best score that the next ten fail to beat)."""
+    steps = sorted(points)
+    if len(steps) < width:
+        return None
+    means = np.convolve([points[s] for s in steps], np.ones(width) / width, mode='valid')
+    peak = int(np.argmax(means))
+    return steps[peak + width // 2], float(means[peak])
+
+
 def stopping_rows(out):
     rows = []
     for name in CONVERGE_CONFIGS:
@@ -50,9 +66,11 @@ def stopping_rows(out):
             with open(summary_file) as f:
                 test_map = json.load(f)['means']['all']['map']
             best_step = max(points, key=lambda step: (points[step], -step))
+            trend_step, trend = smoothed_peak(points) or (best_step, points[best_step])
             rows.append([name, seed, config.get('trained_steps', max(points)),
                          'plateau' if config.get('stopped_early') else 'step cap', best_step,
-                         f'{points[best_step]:.4f}', f'{test_map:.4f}', recorded_precision(folder)])
+                         f'{points[best_step]:.4f}', trend_step, f'{trend:.4f}', f'{test_map:.4f}',
+                         recorded_precision(folder)])
     return rows
 
 
@@ -120,9 +138,12 @@ def make_convergence_report(out):
     if stops:
         sections.append('### Where each run stopped\n\n' + write_table(
             out, 'table_stopping', ['model', 'seed', 'stopped at step', 'ended by', 'best valid MAP at step',
-                                    'best valid MAP', 'TEST MAP', 'trained in'], stops,
-            'trained in: the precision of TRAIN (TEST is float32 for all). A seed\'s three runs share one precision '
-            'and one demo build, so every paired difference compares like with like.') +
+                                    'best valid MAP', f'{SMOOTHING}-validation mean peaks at step', 'its peak',
+                                    'TEST MAP', 'trained in'], stops,
+            f'The {SMOOTHING}-validation running mean shows the trend under the epoch-to-epoch noise: where it peaks '
+            'within a few epochs of the stop, the curve may still have been rising. trained in: the precision of TRAIN '
+            '(TEST is float32 for all). A seed\'s three runs share one precision and one demo build, so every paired '
+            'difference compares like with like.') +
             '\n\n![curves](learning_curves.png)\n\n'
             f'Valid MAP of every run to its stop; the budget ends at step {BUDGET_STEPS}.')
     pairs = budget_vs_converged_rows(out)

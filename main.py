@@ -322,6 +322,13 @@ def plateau_stopper(config):
             if not trainer.fit_loop.restarted_on_epoch_end:
                 super().on_train_epoch_end(trainer, pl_module)
 
+        def load_state_dict(self, state_dict):
+            # this command's --early_stop_patience wins over the checkpoint's (Lightning restores it): the training
+            # does not depend on it, so a run stopped by the rule can be resumed and extended to a stricter one
+            patience = self.patience
+            super().load_state_dict(state_dict)
+            self.patience = patience
+
         @property
         def state_key(self):  # EarlyStopping's own, so the counters in checkpoints written before this class resume
             return 'EarlyStopping' + repr({'monitor': self.monitor, 'mode': self.mode})

@@ -200,3 +200,33 @@ def test_a_resumed_runs_logs_are_read_in_the_order_they_were_written(tmp_path):
         folder.mkdir(parents=True)
         (folder / 'metrics.csv').write_text(f'epoch,map,step\n0,{value},31\n0,{value + 0.5},{version}\n')
     assert curve_points(str(tmp_path)) == {31: 0.3, 2: 0.6, 9: 0.7, 10: 0.8}
+
+
+def test_the_smoothed_peak_follows_the_trend_not_one_lucky_validation():
+    from convergence_report import smoothed_peak
+    # a rising trend with one lucky early validation (1.5 at step 64): the best single score is early, the trend's
+    # peak is at the end: the 5-validation mean of steps 192-320 (the middle one, 256)
+    points = {32 * k: 0.1 * k for k in range(1, 11)}
+    points[64] = 1.5
+    assert max(points, key=points.get) == 64
+    step, value = smoothed_peak(points)
+    assert step == 32 * 8 and value == pytest.approx((0.6 + 0.7 + 0.8 + 0.9 + 1.0) / 5)
+    assert smoothed_peak({32: 0.1, 64: 0.2}) is None  # fewer validations than the window
+
+
+def test_a_run_stopped_by_the_rule_extends_to_a_stricter_one_by_resuming(dataset, tmp_path):
+    # the stopping rule does not touch the training, so patience 2 resumed with patience 4 is the patience-4 run;
+    # Lightning restores the checkpoint's patience, which would stop the extension after one more epoch (32 steps)
+    # (with the study's step cap, so the resume takes the path that reruns the saved epoch's end)
+    capped = [*PLATEAU, '--max_steps', '80']
+    data, stricter = dataset['root'], [*capped[:1], '4', *capped[2:]]
+    reference = run('--data_path', data, '--model_save_path', tmp_path / 'ref', *TINY, *stricter)
+    run('--data_path', data, '--model_save_path', tmp_path / 'ext', *TINY, *capped)
+    assert json.load(open(tmp_path / 'ext' / 'config.json'))['trained_steps'] == 24
+    extended = run('--data_path', data, '--model_save_path', tmp_path / 'ext', *TINY, *stricter,
+                   '--ckpt_path', tmp_path / 'ext' / 'last.ckpt')
+    for folder in ('ref', 'ext'):
+        assert json.load(open(tmp_path / folder / 'config.json'))['trained_steps'] == 40
+    for name in ('last_model_path', 'best_model_path'):
+        a, b = weights(getattr(reference, name)), weights(getattr(extended, name))
+        assert max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].numel()) == 0
